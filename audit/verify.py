@@ -1,0 +1,1 @@
+"""Placeholder: the audit capability implements this (no Django imports here)."""

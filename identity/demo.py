@@ -1,0 +1,7 @@
+"""Demo data of identity for `manage.py seed_demo`."""
+
+from typing import Any
+
+
+def seed(*, stdout: Any = None) -> list[str]:
+    return []

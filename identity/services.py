@@ -1,0 +1,1 @@
+"""Services of this app (placeholder until its capability lands)."""

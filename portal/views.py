@@ -1,0 +1,90 @@
+"""Portal skeleton: landing page, sign-in and sign-out, error pages.
+
+Errors under /api/ are answered as problem-details JSON, never HTML.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate, login, logout
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+INTRODUCTIONS = {
+    "contributor": (
+        "You pool your records with others and are paid every time a business queries the pool.",
+        "Nobody ever sees your records: businesses only get answers with calibrated noise, "
+        "and you can see every query that touched your data, withdraw, export or erase at any time.",
+    ),
+    "business": (
+        "Ask questions in SQL of data that people chose to share, and pay them for each answer.",
+        "You get differentially private results with confidence intervals, never a raw record.",
+    ),
+    "compliance": (
+        "Set each dataset's privacy budget, price and rules, and review queries the policy does not approve.",
+        "Every query, approval, budget charge, credential check and payout is in a signed, "
+        "tamper-evident log you can verify and export.",
+    ),
+}
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    role = getattr(request.user, "role", None) if request.user.is_authenticated else None
+    return render(request, "portal/home.html", {"introductions": INTRODUCTIONS, "role": role})
+
+
+@require_http_methods(["GET", "POST"])
+def sign_in(request: HttpRequest) -> HttpResponse:
+    error = ""
+    if request.method == "POST":
+        user = authenticate(
+            request,
+            username=request.POST.get("username", ""),
+            password=request.POST.get("password", ""),
+        )
+        if user is None:
+            error = "Unknown username or wrong password."
+        else:
+            login(request, user)
+            target = request.GET.get("next", "")
+            return redirect(
+                target if target.startswith("/") and not target.startswith("//") else "portal:home"
+            )
+    return render(request, "portal/sign_in.html", {"error": error}, status=400 if error else 200)
+
+
+@require_http_methods(["POST"])
+def sign_out(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return redirect("portal:home")
+
+
+def _error(request: HttpRequest, status: int, title: str, detail: str) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {
+                "type": title.lower().replace(" ", "-"),
+                "title": title,
+                "detail": detail,
+                "errors": [],
+            },
+            status=status,
+            content_type="application/problem+json",
+        )
+    return render(request, "portal/error.html", {"title": title, "detail": detail}, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 400, "Bad request", "The request could not be understood.")
+
+
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 403, "Forbidden", "This page is not available to your role.")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 404, "Not found", "There is nothing at this address.")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _error(request, 500, "Server error", "Something went wrong on our side; it was logged.")

@@ -1,0 +1,18 @@
+# Sourced by scripts/run and scripts/test: make .venv and install the project when pyproject changed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON_BIN="${PYTHON_BIN:-$(command -v python3.11 || command -v python3)}"
+EXTRAS="${1:-}"
+if [ ! -x .venv/bin/python ]; then
+  echo "Creating .venv with $PYTHON_BIN"
+  "$PYTHON_BIN" -m venv .venv
+fi
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)${EXTRAS:+-dev}"
+if [ ! -f "$stamp" ]; then
+  echo "Installing the project${EXTRAS:+ with $EXTRAS extras} (first run takes a few minutes)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}"
+  touch "$stamp"
+fi
+export PATH="$ROOT/.venv/bin:$PATH"

@@ -1,0 +1,181 @@
+"""Shared fixtures: accounts per role, API clients, and a real Celery worker process.
+
+Job paths run through a real worker (`celery -A cleanroom worker`) on the broker
+in CELERY_BROKER_URL (Redis in CI) against the test database: never eager mode.
+Tests that use the worker need committed data, so they take `transactional_db`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def compliance_user(db: Any) -> Any:
+    from cleanroom.accounts.services import account_create
+
+    return account_create(role="compliance", username="officer", password="officer-pass-1")
+
+
+@pytest.fixture
+def business_user(db: Any) -> Any:
+    from cleanroom.accounts.services import account_create
+
+    return account_create(
+        role="business", username="analyst", password="analyst-pass-1", organization="Acme"
+    )
+
+
+@pytest.fixture
+def other_business_user(db: Any) -> Any:
+    from cleanroom.accounts.services import account_create
+
+    return account_create(
+        role="business", username="rival", password="rival-pass-1", organization="Rival Corp"
+    )
+
+
+@pytest.fixture
+def make_contributor(db: Any) -> Any:
+    """Create contributors by DID directly (the wallet flow is tested in tests/identity)."""
+    from cleanroom.accounts.services import contributor_get_or_create
+
+    counter = iter(range(1, 10**9))
+
+    def make(did: str | None = None) -> Any:
+        contributor, _ = contributor_get_or_create(
+            did=did or f"did:example:contributor-{next(counter)}"
+        )
+        return contributor
+
+    return make
+
+
+@pytest.fixture
+def contributor(make_contributor: Any) -> Any:
+    return make_contributor()
+
+
+def api_client_for(user: Any | None) -> APIClient:
+    from cleanroom.accounts.services import token_for
+
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user=user)}")
+    return client
+
+
+@pytest.fixture
+def api() -> Any:
+    """`api(user)` returns a DRF test client authenticated with that user's token."""
+    return api_client_for
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess; tests may kill and restart it."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(settings.VAR_DIR) / f"test-worker-{os.getpid()}.log"
+
+    def start(self, **extra_env: str) -> None:
+        env = {**os.environ, **self.extra_env, **extra_env, "DATABASE_URL": _database_url()}
+        env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
+        env.setdefault("CLEANROOM_TEST_WORKER", "1")
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "cleanroom",
+                "worker",
+                "--loglevel=INFO",
+                "--concurrency=2",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--hostname",
+                f"test-{os.getpid()}-{time.time_ns()}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        from cleanroom.celery import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None and self.process.poll() is None, self.log_tail()
+            replies = app.control.ping(timeout=0.5)
+            if replies:
+                return
+        raise RuntimeError(f"worker did not start:\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Kill the worker and its pool children at once (as a crashed machine would)."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator[WorkerProcess]:
+    """One real worker for the session, on the test database and the configured broker."""
+    from cleanroom.celery import app
+
+    app.control.purge()
+    worker = WorkerProcess()
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker(celery_worker_process: WorkerProcess, transactional_db: Any) -> WorkerProcess:
+    """A running worker for a test that uses committed data."""
+    if celery_worker_process.process is None or celery_worker_process.process.poll() is not None:
+        celery_worker_process.start()
+    return celery_worker_process
