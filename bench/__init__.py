@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench <name>` on synthetic data, printing figures and ratios."""
