@@ -8,8 +8,10 @@ if [ ! -x .venv/bin/python ]; then
   echo "Creating .venv with $PYTHON_BIN"
   "$PYTHON_BIN" -m venv .venv
 fi
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)${EXTRAS:+-dev}"
-if [ ! -f "$stamp" ]; then
+hash="$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.installed-$hash${EXTRAS:+-dev}"
+# A development install also satisfies the plain one.
+if [ ! -f "$stamp" ] && [ ! -f ".venv/.installed-$hash-dev" ]; then
   echo "Installing the project${EXTRAS:+ with $EXTRAS extras} (first run takes a few minutes)"
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}"
