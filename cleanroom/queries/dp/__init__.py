@@ -1,0 +1,25 @@
+"""The DP engine facade: the only package that imports OpenDP (see ``engine``)."""
+
+from cleanroom.queries.dp.engine import (
+    ALPHA,
+    EngineError,
+    Mechanism,
+    PrivacyUnit,
+    Release,
+    frame_schema,
+    mechanism_build,
+    mechanism_dry_run,
+    mechanism_release,
+)
+
+__all__ = [
+    "ALPHA",
+    "EngineError",
+    "Mechanism",
+    "PrivacyUnit",
+    "Release",
+    "frame_schema",
+    "mechanism_build",
+    "mechanism_dry_run",
+    "mechanism_release",
+]

@@ -1,0 +1,518 @@
+"""The DP engine: the only module that imports OpenDP.
+
+Plain inputs in (a compiled ``Plan`` from ``cleanroom.queries.sql``, a ``PrivacyUnit``
+built from the dataset's public policy, a target epsilon, and later a Polars
+``LazyFrame`` of the pool), a ``Release`` out (values, 95% intervals, the epsilon spent).
+
+How a query becomes a measurement:
+
+- Privacy unit = contributor: the frame's ``contributor_id`` is OpenDP's identifier
+  (``SymmetricIdDistance``, one contributor added or removed), and every contributor is
+  truncated to ``max_rows_per_contributor`` rows *after* the WHERE filter (OpenDP's
+  ``truncate_per_group`` pattern, ``keep="first"``). Without a ``by``, that bounds the
+  rows a contributor has in all groups together, so Laplace noise on each group's count
+  and sum is calibrated to that total (L1) influence.
+- Public keys: group keys come from the schema (categories, booleans, histogram bins);
+  the aggregated frame is joined onto the full key set (``with_keys``), so every group is
+  released (with noise) whether or not it has rows, and no threshold is needed.
+- AVG is the noisy SUM divided by the noisy COUNT of the same group, and the COUNT is
+  shared with ``COUNT(*)`` when both are asked: half the noise of a separate mean.
+- Calibration in closed form: pure-DP loss is proportional to ``1/scale``, so the
+  measurement is built once at ``global_scale=1``, the scale solved as
+  ``loss(1) / epsilon``, rebuilt and verified with ``map(d_in)`` (nudged up if float
+  rounding lands a hair above). OpenDP's default binary search takes ~3 s per query.
+
+OpenDP 0.16.0 traps guarded here (tests in tests/queries/test_dp_traps.py):
+
+- ``truncate_num_groups(k)`` keeps only ``k-1`` groups (``rank("dense") < k`` with ranks
+  starting at 1; with ``k=1`` it silently drops every row). The engine never uses it: it
+  truncates rows per contributor only.
+- ``keep="sample"`` with one grouping column fails at ``collect``: the engine keeps
+  ``"first"`` (rows arrive in upload order, which is data-independent of the query).
+- An in-memory ``DataFrame`` inside the LazyFrame is copied when the plan is handed to
+  OpenDP (~0.5 s per million rows): the engine turns it into an IPC scan over a
+  RAM-backed file first (tmpfs, 0600, unlinked right after the run).
+- OpenDP charges at ``release()``, before ``collect()`` can fail: ``mechanism_dry_run``
+  runs the exact measurement on an empty frame of the same schema first.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import opendp.prelude as dp
+import polars as pl
+from opendp.accuracy import summarize_polars_measurement
+from opendp.extras.polars import _lazyframe_domain_from_schema
+from opendp.mod import OpenDPException
+
+from cleanroom.queries.sql import IDENTIFIER_COLUMN, QUANTILE_CANDIDATES, Aggregate, Plan
+
+dp.enable_features("contrib")
+
+ALPHA = 0.05
+# The joint interval of a mean uses the union bound over its sum and count.
+MEAN_COMPONENT_ALPHA = ALPHA / 2
+MAX_EPSILON = 100.0
+SHM_DIR = "/dev/shm"  # noqa: S108 - RAM-backed, see _as_scan
+POLARS_TYPES: dict[str, Any] = {
+    "integer": pl.Int64,
+    "float": pl.Float64,
+    "string": pl.String,
+    "boolean": pl.Boolean,
+}
+
+
+class EngineError(Exception):
+    """The plan cannot be turned into a measurement (e.g. bounds overflow): refuse it."""
+
+
+@dataclass(frozen=True)
+class PrivacyUnit:
+    """What one contributor may change, from the dataset's public policy."""
+
+    max_rows_per_contributor: int
+    # A public upper bound on the rows of the pool after truncation; OpenDP needs it for
+    # float sums (rounding error grows with the number of terms) and overflow checks.
+    max_rows: int
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """One noisy number per group that OpenDP releases (several outputs may share one)."""
+
+    name: str
+    kind: str  # len | sum | quantile
+    column: str | None = None
+    quantile: float | None = None
+
+
+@dataclass
+class Mechanism:
+    """A calibrated measurement with its public accuracy; opaque outside this module."""
+
+    plan: Plan
+    unit: PrivacyUnit
+    epsilon: float
+    scale: float
+    statistics: tuple[Statistic, ...]
+    # statistic name -> (distribution, scale)
+    noise: dict[str, tuple[str, float]]
+    measurement: Any = field(repr=False)
+    schema: dict[str, Any] = field(repr=False)
+
+    def half_width(self, statistic: str, alpha: float = ALPHA) -> float | None:
+        distribution, scale = self.noise.get(statistic, ("", float("nan")))
+        if not distribution or not math.isfinite(scale):
+            return None
+        if scale == 0:
+            return 0.0
+        if distribution == "Integer Laplace":
+            return float(dp.discrete_laplacian_scale_to_accuracy(scale, alpha))
+        if distribution == "Float Laplace":
+            return float(dp.laplacian_scale_to_accuracy(scale, alpha))
+        return None
+
+    def accuracy(self) -> list[dict[str, Any]]:
+        """Expected 95% half-width per output column, from public information only."""
+        out: list[dict[str, Any]] = []
+        for aggregate in self.plan.aggregates:
+            entry: dict[str, Any] = {
+                "column": aggregate.alias,
+                "aggregate": aggregate.kind if aggregate.kind != "quantile" else "quantile",
+                "confidence": 1 - ALPHA,
+            }
+            if aggregate.kind == "count":
+                entry["half_width"] = self.half_width("__len")
+                entry["distribution"], entry["scale"] = self.noise["__len"]
+            elif aggregate.kind == "sum":
+                name = f"__sum_{aggregate.column}"
+                entry["half_width"] = self.half_width(name)
+                entry["distribution"], entry["scale"] = self.noise[name]
+            elif aggregate.kind == "avg":
+                name = f"__sum_{aggregate.column}"
+                entry["half_width"] = None
+                entry["sum_half_width"] = self.half_width(name, MEAN_COMPONENT_ALPHA)
+                entry["count_half_width"] = self.half_width("__len", MEAN_COMPONENT_ALPHA)
+                entry["note"] = (
+                    "The mean is the noisy sum over the noisy count: its interval narrows "
+                    "as the group grows (sum and count half-widths are at 97.5% each)."
+                )
+                entry["distribution"], entry["scale"] = self.noise[name]
+            else:
+                entry["half_width"] = None
+                entry["distribution"] = "Exponential mechanism"
+                entry["scale"] = self.noise[_quantile_name(aggregate)][1]
+                entry["note"] = "Chosen among public candidates; no closed-form interval."
+            out.append(entry)
+        return out
+
+
+@dataclass(frozen=True)
+class Release:
+    columns: list[str]
+    rows: list[list[Any]]
+    # One entry per row and column: [low, high] or None (keys, quantiles).
+    intervals: list[list[list[float] | None]]
+    epsilon: float
+
+
+def _quantile_name(aggregate: Aggregate) -> str:
+    return f"__q_{aggregate.column}_{aggregate.quantile}"
+
+
+def _statistics(plan: Plan) -> tuple[Statistic, ...]:
+    statistics: dict[str, Statistic] = {}
+    for aggregate in plan.aggregates:
+        if aggregate.kind in ("count", "avg"):
+            statistics.setdefault("__len", Statistic(name="__len", kind="len"))
+        if aggregate.kind in ("sum", "avg"):
+            name = f"__sum_{aggregate.column}"
+            statistics.setdefault(name, Statistic(name=name, kind="sum", column=aggregate.column))
+        if aggregate.kind == "quantile":
+            name = _quantile_name(aggregate)
+            statistics.setdefault(
+                name,
+                Statistic(
+                    name=name,
+                    kind="quantile",
+                    column=aggregate.column,
+                    quantile=aggregate.quantile,
+                ),
+            )
+    return tuple(statistics.values())
+
+
+def frame_schema(plan: Plan) -> dict[str, Any]:
+    """The Polars schema of the pool frame the plan runs over."""
+    schema: dict[str, Any] = {IDENTIFIER_COLUMN: pl.Int64}
+    for spec in plan.schema:
+        schema[spec.name] = POLARS_TYPES[spec.type]
+    return schema
+
+
+def _bounds(plan: Plan, column: str) -> tuple[Any, Any]:
+    spec = plan.column_spec(column)
+    assert spec.lower is not None and spec.upper is not None
+    if spec.type == "integer":
+        return int(spec.lower), int(spec.upper)
+    return float(spec.lower), float(spec.upper)
+
+
+def _filled(plan: Plan, column: str) -> pl.Expr:
+    """The column with missing values imputed by a public constant inside the bounds."""
+    spec = plan.column_spec(column)
+    lower, upper = _bounds(plan, column)
+    zero = min(max(0, lower), upper)
+    expression = pl.col(column)
+    if spec.type == "float":
+        expression = expression.fill_nan(float(zero))
+    return expression.fill_null(zero)
+
+
+def _candidates(plan: Plan, column: str) -> list[Any]:
+    lower, upper = _bounds(plan, column)
+    if isinstance(lower, int):
+        step = max(1, (upper - lower) // (QUANTILE_CANDIDATES - 1))
+        values = list(range(lower, upper + 1, step))
+        if values[-1] != upper:
+            values.append(upper)
+        return values
+    return [
+        lower + (upper - lower) * i / (QUANTILE_CANDIDATES - 1) for i in range(QUANTILE_CANDIDATES)
+    ]
+
+
+def _aggregations(plan: Plan, statistics: tuple[Statistic, ...]) -> list[pl.Expr]:
+    out: list[pl.Expr] = []
+    for statistic in statistics:
+        if statistic.kind == "len":
+            out.append(dp.len(signed=True).alias(statistic.name))
+        elif statistic.kind == "sum":
+            assert statistic.column is not None
+            column: Any = _filled(plan, statistic.column)
+            out.append(column.dp.sum(_bounds(plan, statistic.column)).alias(statistic.name))
+        else:
+            assert statistic.column is not None and statistic.quantile is not None
+            column = _filled(plan, statistic.column)
+            candidates = _candidates(plan, statistic.column)
+            out.append(column.dp.quantile(statistic.quantile, candidates).alias(statistic.name))
+    return out
+
+
+def _with_bins(plan: Plan, frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Add each histogram key as a bin number 1..n (a row-by-row, public function)."""
+    columns = []
+    for key in plan.group_keys:
+        if key.bins is None:
+            continue
+        lower, upper, count = key.bins
+        width = (upper - lower) / count
+        value = pl.col(key.column).cast(pl.Float64).fill_nan(lower).clip(lower, upper)
+        number = ((value - lower) / width).floor().cast(pl.Int64).clip(0, count - 1) + 1
+        columns.append(number.alias(key.frame_column))
+    return frame.with_columns(columns) if columns else frame
+
+
+def _keys_frame(plan: Plan) -> pl.DataFrame:
+    frame: pl.DataFrame | None = None
+    for key in plan.group_keys:
+        if key.bins is not None:
+            series = pl.Series(key.frame_column, list(range(1, key.bins[2] + 1)), dtype=pl.Int64)
+        else:
+            dtype = POLARS_TYPES[plan.column_spec(key.column).type]
+            series = pl.Series(key.frame_column, list(key.labels), dtype=dtype)
+        part = series.to_frame()
+        frame = part if frame is None else frame.join(part, how="cross")
+    assert frame is not None
+    return frame
+
+
+def _polars_plan(plan: Plan, unit: PrivacyUnit, schema: dict[str, Any]) -> pl.LazyFrame:
+    statistics = _statistics(plan)
+    base = pl.LazyFrame(schema=schema)
+    if plan.where is not None:
+        base = base.filter(plan.where)
+    # Truncate each contributor to k rows in all groups together; "first", not "sample".
+    rank = pl.int_range(pl.len()).over(IDENTIFIER_COLUMN)
+    base = base.filter(rank < unit.max_rows_per_contributor)
+    aggregations = _aggregations(plan, statistics)
+    if not plan.group_keys:
+        return base.select(aggregations)
+    by = [key.frame_column for key in plan.group_keys]
+    grouped = base.group_by(by).agg(aggregations)
+    return _keys_frame(plan).lazy().join(grouped, how="left", on=by, nulls_equal=True)
+
+
+def _space(plan: Plan, unit: PrivacyUnit) -> tuple[Any, Any, Any, dict[str, Any]]:
+    schema = frame_schema(plan)
+    for key in plan.group_keys:
+        if key.bins is not None:
+            schema[key.frame_column] = pl.Int64
+    domain = _lazyframe_domain_from_schema(pl.Schema(schema))
+    domain = dp.with_margin(domain, dp.polars.Margin(by=[], max_length=unit.max_rows))
+    metric, d_in = dp.unit_of(contributions=1, identifier=IDENTIFIER_COLUMN)
+    return domain, metric, d_in, schema
+
+
+def _make(plan: Plan, unit: PrivacyUnit, scale: float) -> tuple[Any, Any, dict[str, Any]]:
+    domain, metric, d_in, schema = _space(plan, unit)
+    measurement = dp.m.make_private_lazyframe(
+        domain, metric, dp.max_divergence(), _polars_plan(plan, unit, schema), global_scale=scale
+    )
+    return measurement, d_in, schema
+
+
+def mechanism_build(*, plan: Plan, unit: PrivacyUnit, epsilon: float) -> Mechanism:
+    """Calibrate the plan to spend at most `epsilon` (closed form, verified with `map`)."""
+    if not (isinstance(epsilon, float | int) and math.isfinite(epsilon) and epsilon > 0):
+        raise EngineError("epsilon must be a positive finite number.")
+    if epsilon > MAX_EPSILON:
+        raise EngineError(f"epsilon above {MAX_EPSILON} is refused.")
+    if unit.max_rows_per_contributor < 1 or unit.max_rows < 1:
+        raise EngineError("The privacy unit needs at least one row per contributor.")
+    try:
+        unit_measurement, d_in, _ = _make(plan, unit, 1.0)
+        loss_at_one = float(unit_measurement.map(d_in))
+        if not math.isfinite(loss_at_one) or loss_at_one <= 0:
+            raise EngineError("The query has no finite sensitivity.")
+        scale = loss_at_one / float(epsilon)
+        for attempt in range(8):
+            measurement, d_in, schema = _make(plan, unit, scale)
+            spent = float(measurement.map(d_in))
+            if spent <= epsilon:
+                break
+            scale *= 1 + 1e-12 * 10**attempt
+        else:  # pragma: no cover - proportionality held in every case we know
+            raise EngineError("Could not calibrate the noise to the requested epsilon.")
+        summary = summarize_polars_measurement(measurement)
+    except OpenDPException as error:
+        raise EngineError(_opendp_message(error)) from None
+    noise = {
+        str(row["column"]): (str(row["distribution"]), float(row["scale"]))
+        for row in summary.iter_rows(named=True)
+    }
+    return Mechanism(
+        plan=plan,
+        unit=unit,
+        epsilon=spent,
+        scale=scale,
+        statistics=_statistics(plan),
+        noise=noise,
+        measurement=measurement,
+        schema=schema,
+    )
+
+
+def _opendp_message(error: OpenDPException) -> str:
+    message = getattr(error, "message", None) or str(error)
+    first = str(message).strip().splitlines()[0] if str(message).strip() else "invalid query"
+    if "overflow" in first.lower() or "bound" in first.lower() and "sum" in first.lower():
+        return f"The column bounds are too wide for an exact sum ({first[:160]})."
+    return f"The query cannot be made private: {first[:200]}"
+
+
+def _prepared(plan: Plan, frame: pl.LazyFrame) -> pl.LazyFrame:
+    return _with_bins(plan, frame)
+
+
+def mechanism_dry_run(mechanism: Mechanism) -> None:
+    """Run the exact measurement on an empty frame of the same schema (spends nothing real)."""
+    empty = _prepared(mechanism.plan, pl.LazyFrame(schema=frame_schema(mechanism.plan)))
+    try:
+        mechanism.measurement(empty).collect()
+    except OpenDPException as error:
+        raise EngineError(_opendp_message(error)) from None
+    except pl.exceptions.PolarsError as error:
+        raise EngineError(f"The query failed on an empty frame: {str(error)[:200]}") from None
+
+
+def _as_scan(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, str | None]:
+    """An in-memory frame as an IPC scan over a RAM-backed file, so OpenDP does not copy it.
+
+    The file lives in /dev/shm (tmpfs: memory, never disk), is created 0600 by mkstemp and
+    unlinked as soon as the mechanism has run. Polars canonicalizes scan paths, so an
+    anonymous ``memfd`` cannot be used. Without /dev/shm the frame is used as it is.
+    """
+    if not os.path.isdir(SHM_DIR) or not os.access(SHM_DIR, os.W_OK):
+        return frame, None
+    try:
+        plan_text = frame.explain(optimized=False)
+    except pl.exceptions.PolarsError:
+        return frame, None
+    if not plan_text.lstrip().startswith("DF ["):
+        return frame, None
+    fd, path = tempfile.mkstemp(prefix="cleanroom-pool-", suffix=".arrow", dir=SHM_DIR)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            frame.collect().write_ipc(handle, compression="uncompressed")
+    except BaseException:
+        os.unlink(path)
+        raise
+    return pl.scan_ipc(path, memory_map=True), path
+
+
+def mechanism_release(*, mechanism: Mechanism, frame: pl.LazyFrame) -> Release:
+    """Run the mechanism once over the pool frame: the only way data leaves the clean room."""
+    plan = mechanism.plan
+    expected = frame_schema(plan)
+    names = frame.collect_schema().names()
+    missing = [name for name in expected if name not in names]
+    if missing:
+        raise EngineError(f"The pool frame lacks columns {missing}.")
+    scan, fd = _as_scan(frame)
+    scan = scan.select([pl.col(n).cast(t) for n, t in expected.items()])
+    try:
+        output = mechanism.measurement(_prepared(plan, scan)).collect()
+    except OpenDPException as error:
+        raise EngineError(_opendp_message(error)) from None
+    finally:
+        if fd is not None:
+            os.unlink(fd)
+    return _release(mechanism, output)
+
+
+def _release(mechanism: Mechanism, output: pl.DataFrame) -> Release:
+    plan = mechanism.plan
+    output = _sorted_by_keys(plan, output)
+    len_half = mechanism.half_width("__len")
+    len_half_mean = mechanism.half_width("__len", MEAN_COMPONENT_ALPHA)
+    rows: list[list[Any]] = []
+    intervals: list[list[list[float] | None]] = []
+    for record in output.iter_rows(named=True):
+        row: list[Any] = []
+        row_intervals: list[list[float] | None] = []
+        for name, kind in plan.columns:
+            if kind == "key":
+                key = next(k for k in plan.group_keys if k.alias == name)
+                value = record[key.frame_column]
+                row.append(key.labels[int(value) - 1] if key.bins is not None else value)
+                row_intervals.append(None)
+                continue
+            aggregate = next(a for a in plan.aggregates if a.alias == name)
+            value, interval = _value(mechanism, aggregate, record, len_half, len_half_mean)
+            row.append(value)
+            row_intervals.append(interval)
+        rows.append(row)
+        intervals.append(row_intervals)
+    return Release(
+        columns=[name for name, _ in plan.columns],
+        rows=rows,
+        intervals=intervals,
+        epsilon=mechanism.epsilon,
+    )
+
+
+def _sorted_by_keys(plan: Plan, output: pl.DataFrame) -> pl.DataFrame:
+    """Rows in the public key order (the order of a release must not depend on the data)."""
+    if not plan.group_keys:
+        return output
+    order = _keys_frame(plan).with_row_index("__order")
+    by = [key.frame_column for key in plan.group_keys]
+    return order.join(output, on=by, how="left", nulls_equal=True).sort("__order")
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _value(
+    mechanism: Mechanism,
+    aggregate: Aggregate,
+    record: dict[str, Any],
+    len_half: float | None,
+    len_half_mean: float | None,
+) -> tuple[Any, list[float] | None]:
+    if aggregate.kind == "count":
+        raw = _number(record["__len"])
+        if raw is None or len_half is None:
+            return None, None
+        # Post-processing: a count is never negative; the interval stays honest.
+        return int(max(raw, 0)), [max(raw - len_half, 0.0), raw + len_half]
+    if aggregate.kind == "sum":
+        name = f"__sum_{aggregate.column}"
+        raw = _number(record[name])
+        half = mechanism.half_width(name)
+        if raw is None or half is None:
+            return None, None
+        value: Any = int(raw) if aggregate.column_type == "integer" else raw
+        return value, [raw - half, raw + half]
+    if aggregate.kind == "avg":
+        name = f"__sum_{aggregate.column}"
+        total = _number(record[name])
+        count = _number(record["__len"])
+        half_sum = mechanism.half_width(name, MEAN_COMPONENT_ALPHA)
+        lower = float(aggregate.lower) if aggregate.lower is not None else -math.inf
+        upper = float(aggregate.upper) if aggregate.upper is not None else math.inf
+        if total is None or count is None or half_sum is None or len_half_mean is None:
+            return None, None
+        mean = min(max(total / count, lower), upper) if count >= 1 else None
+        return mean, _mean_interval(total, count, half_sum, len_half_mean, lower, upper)
+    raw = _number(record[_quantile_name(aggregate)])
+    return raw, None
+
+
+def _mean_interval(
+    total: float, count: float, half_sum: float, half_count: float, lower: float, upper: float
+) -> list[float]:
+    """Sum in [S±a] and count in [N±b] (each at 97.5%) bound the mean at 95% jointly.
+
+    >>> _mean_interval(1000.0, 100.0, 50.0, 10.0, 0.0, 100.0)
+    [8.636363636363637, 11.666666666666666]
+    >>> _mean_interval(1000.0, 5.0, 50.0, 10.0, 0.0, 100.0)
+    [0.0, 100.0]
+    """
+    count_low = count - half_count
+    if count_low <= 0:
+        return [lower, upper]
+    corners = [
+        s / n for s in (total - half_sum, total + half_sum) for n in (count_low, count + half_count)
+    ]
+    return [max(min(corners), lower), min(max(corners), upper)]
