@@ -1,0 +1,183 @@
+"""REST endpoints of identity: presentation requests (OpenID4VP shape) and trusted issuers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cleanroom.errors import DomainError
+from cleanroom.permissions import IsCompliance
+from identity import selectors, services
+
+
+class RequestObjectSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    nonce = serializers.CharField()
+    domain = serializers.CharField()
+    dcql_query = serializers.JSONField()
+    request_uri = serializers.URLField()
+    response_uri = serializers.URLField()
+    expires_at = serializers.CharField()
+    client_id = serializers.CharField()
+    response_type = serializers.CharField()
+    response_mode = serializers.CharField()
+    status = serializers.CharField()
+
+
+class PresentationRequestCreateApi(APIView):
+    """Start a wallet sign-in: anyone may ask for a presentation request."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=None, responses={201: RequestObjectSerializer})
+    def post(self, request: Request) -> Response:
+        presentation_request = services.presentation_request_create()
+        return Response(
+            selectors.request_object(presentation_request), status=status.HTTP_201_CREATED
+        )
+
+
+class PresentationRequestDetailApi(APIView):
+    """The request object a wallet reads at request_uri."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: RequestObjectSerializer})
+    def get(self, request: Request, request_id: str) -> Response:
+        presentation_request = services.presentation_request_fetch(request_id=request_id)
+        return Response(selectors.request_object(presentation_request))
+
+
+class PresentationResponseApi(APIView):
+    """response_uri (direct_post): the wallet posts `vp_token`; we verify and admit."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    class InputSerializer(serializers.Serializer):
+        vp_token = serializers.JSONField(
+            help_text="The presentation: a JSON object or a JWT string."
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        verified = serializers.BooleanField()
+        did = serializers.CharField()
+        token = serializers.CharField()
+        credentials = serializers.ListField(child=serializers.CharField())
+
+    class RefusedSerializer(serializers.Serializer):
+        verified = serializers.BooleanField()
+        type = serializers.CharField()
+        title = serializers.CharField()
+        detail = serializers.CharField()
+        errors = serializers.ListField(child=serializers.JSONField())  # type: ignore[assignment]
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: OutputSerializer,
+            400: OpenApiResponse(RefusedSerializer),
+            404: OpenApiResponse(RefusedSerializer),
+            413: OpenApiResponse(RefusedSerializer),
+        },
+    )
+    def post(self, request: Request, request_id: str) -> Response:
+        # The raw body: the service enforces the size cap and parses it (JSON or form).
+        body = request._request.body
+        try:
+            admission = services.presentation_submit(
+                request_id=request_id,
+                body=body,
+                content_type=request.content_type or "application/json",
+            )
+        except DomainError as exc:
+            return Response(_refusal(exc), status=exc.status_code)
+        return Response(
+            {
+                "verified": True,
+                "did": admission.did,
+                "token": admission.token,
+                "credentials": admission.credential_types,
+            }
+        )
+
+
+def _refusal(exc: DomainError) -> dict[str, Any]:
+    return {
+        "verified": False,
+        "type": exc.type,
+        "title": exc.title,
+        "detail": exc.detail,
+        "errors": exc.errors,
+    }
+
+
+class TrustedIssuerOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    did = serializers.CharField()
+    name = serializers.CharField()
+    credential_types = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class TrustedIssuerListApi(APIView):
+    permission_classes = [IsCompliance]
+
+    class InputSerializer(serializers.Serializer):
+        did = serializers.CharField(max_length=500)
+        name = serializers.CharField(max_length=200)
+        credential_types = serializers.ListField(
+            child=serializers.CharField(max_length=100), allow_empty=False
+        )
+
+    @extend_schema(responses={200: TrustedIssuerOutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        issuers = selectors.trusted_issuer_list()
+        return Response(TrustedIssuerOutputSerializer(issuers, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: TrustedIssuerOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        issuer = services.trusted_issuer_create(actor=request.user, **data.validated_data)  # type: ignore[arg-type]
+        return Response(TrustedIssuerOutputSerializer(issuer).data, status=status.HTTP_201_CREATED)
+
+
+class TrustedIssuerDetailApi(APIView):
+    permission_classes = [IsCompliance]
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        credential_types = serializers.ListField(
+            child=serializers.CharField(max_length=100), allow_empty=False
+        )
+
+    @extend_schema(responses={200: TrustedIssuerOutputSerializer})
+    def get(self, request: Request, issuer_id: int) -> Response:
+        issuer = selectors.trusted_issuer_get(issuer_id=issuer_id)
+        return Response(TrustedIssuerOutputSerializer(issuer).data)
+
+    @extend_schema(request=InputSerializer, responses={200: TrustedIssuerOutputSerializer})
+    def put(self, request: Request, issuer_id: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        issuer = services.trusted_issuer_update(
+            issuer_id=issuer_id,
+            actor=request.user,  # type: ignore[arg-type]
+            **data.validated_data,  # type: ignore[arg-type]
+        )
+        return Response(TrustedIssuerOutputSerializer(issuer).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, issuer_id: int) -> Response:
+        services.trusted_issuer_remove(issuer_id=issuer_id, actor=request.user)  # type: ignore[arg-type]
+        return Response(status=status.HTTP_204_NO_CONTENT)
