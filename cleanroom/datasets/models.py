@@ -129,16 +129,16 @@ class Contribution(models.Model):
     )
     rows = models.PositiveIntegerField()
     ciphertext = models.BinaryField()
-    # The compacted segment that also holds these rows (None until compaction runs).
-    segment = models.ForeignKey(
-        PoolSegment, null=True, blank=True, on_delete=models.SET_NULL, related_name="sources"
-    )
+    # True once compaction copied these rows into the dataset's pool segments; the pool
+    # reads compacted rows from segments and the rest from here, never both.
+    is_compacted = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at", "pk"]
         indexes = [
             models.Index(fields=["dataset", "contributor"], name="contribution_owner_idx"),
+            models.Index(fields=["dataset", "is_compacted"], name="contribution_pending_idx"),
         ]
 
     def __str__(self) -> str:

@@ -69,7 +69,7 @@ def _tables(dataset: Dataset) -> list[pa.Table]:
         )
     # Uploads not yet compacted: few by construction (compaction follows every upload).
     pending = (
-        Contribution.objects.filter(dataset=dataset, segment__isnull=True)
+        Contribution.objects.filter(dataset=dataset, is_compacted=False)
         .select_related(None)
         .order_by("contributor_id", "pk")
     )

@@ -1,11 +1,19 @@
-"""Reads of datasets, consents and the pool's membership (never decrypts anything)."""
+"""Reads of datasets, consents and the pool's membership.
+
+Nothing here decrypts pool data, except ``contributor_records``: a contributor's own
+uploads, decrypted for their own export.
+"""
 
 from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
 
 from cleanroom.accounts.models import Contributor
-from cleanroom.datasets.models import Consent, Contribution, Dataset
+from cleanroom.datasets import storage
+from cleanroom.datasets.models import Consent, Contribution, ContributorKey, Dataset, Erasure
 from cleanroom.errors import NotFound
 
 
@@ -51,3 +59,132 @@ def consent_is_current(*, contributor: Contributor, dataset: Dataset) -> bool:
         withdrawn_at__isnull=True,
         terms_version=dataset.terms_version,
     ).exists()
+
+
+def consent_status(*, contributor: Contributor, dataset: Dataset) -> str:
+    """'current', 'outdated' (open consent to older terms) or 'none'."""
+    consent = consent_open(contributor=contributor, dataset=dataset)
+    if consent is None:
+        return "none"
+    return "current" if consent.terms_version == dataset.terms_version else "outdated"
+
+
+def consent_history(*, contributor: Contributor) -> list[dict[str, Any]]:
+    return [
+        {
+            "dataset": consent.dataset.slug,
+            "terms_version": consent.terms_version,
+            "current_terms_version": consent.dataset.terms_version,
+            "is_active": consent.withdrawn_at is None
+            and consent.terms_version == consent.dataset.terms_version,
+            "given_at": consent.given_at,
+            "withdrawn_at": consent.withdrawn_at,
+        }
+        for consent in Consent.objects.filter(contributor=contributor)
+        .select_related("dataset")
+        .order_by("given_at", "pk")
+    ]
+
+
+def contribution_summary(*, contributor: Contributor) -> list[dict[str, Any]]:
+    """Uploads without their contents: dataset, rows, time."""
+    return [
+        {"id": pk, "dataset": slug, "rows": rows, "uploaded_at": created_at}
+        for pk, slug, rows, created_at in Contribution.objects.filter(contributor=contributor)
+        .order_by("created_at", "pk")
+        .values_list("pk", "dataset__slug", "rows", "created_at")
+    ]
+
+
+def erasure_list(*, contributor: Contributor) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": erasure.pk,
+            "status": erasure.status,
+            "requested_at": erasure.requested_at,
+            "completed_at": erasure.completed_at,
+        }
+        for erasure in Erasure.objects.filter(contributor=contributor).order_by("pk")
+    ]
+
+
+def budget_of(dataset: Dataset) -> dict[str, str]:
+    def text(value: Decimal) -> str:
+        out = format(value.normalize(), "f")
+        return out
+
+    return {
+        "total_epsilon": text(dataset.total_epsilon),
+        "spent_epsilon": text(dataset.spent_epsilon),
+        "remaining_epsilon": text(dataset.total_epsilon - dataset.spent_epsilon),
+    }
+
+
+def contributor_records(*, contributor: Contributor) -> list[dict[str, Any]]:
+    """The contributor's own uploads decrypted, for their export (Article 15/20) only."""
+    record = ContributorKey.objects.filter(contributor=contributor).first()
+    if record is None or record.wrapped is None:
+        return []
+    key = storage.data_key_unwrap(record)
+    out = []
+    for contribution in (
+        Contribution.objects.filter(contributor=contributor)
+        .select_related("dataset")
+        .order_by("created_at", "pk")
+    ):
+        table = storage.contribution_decrypt(key=key, contribution=contribution)
+        out.append(
+            {
+                "id": contribution.pk,
+                "dataset": contribution.dataset.slug,
+                "uploaded_at": contribution.created_at,
+                "records": table.to_pylist(),
+            }
+        )
+    return out
+
+
+# ---------------------------------------------------------------- the contributor's view
+# Privacy loss and queries come from the queries app, earnings from payouts (see
+# docs/CONVENTIONS.md "Cross-app interfaces").
+
+
+def contributor_overview(*, contributor: Contributor) -> dict[str, Any]:
+    """`GET /api/v1/me/`: who they are, consents, privacy loss, earnings, queries, uploads."""
+    earnings = contributor_earnings(contributor=contributor)
+    return {
+        "did": contributor.did,
+        "consents": consent_history(contributor=contributor),
+        "contributions": contribution_summary(contributor=contributor),
+        "privacy_loss": privacy_loss_for(contributor=contributor),
+        "earnings": {"balance": earnings["balance"], "currency": earnings["currency"]},
+        "queries": queries_touching(contributor=contributor),
+        "erasures": erasure_list(contributor=contributor),
+    }
+
+
+def contributor_export(*, contributor: Contributor) -> dict[str, Any]:
+    """`GET /api/v1/me/export/`: everything about them, their records decrypted for them."""
+    return {
+        "did": contributor.did,
+        "joined_at": contributor.created_at,
+        "consents": consent_history(contributor=contributor),
+        "contributions": contributor_records(contributor=contributor),
+        "privacy_loss": privacy_loss_for(contributor=contributor),
+        "queries": queries_touching(contributor=contributor),
+        "earnings": contributor_earnings(contributor=contributor),
+        "erasures": erasure_list(contributor=contributor),
+    }
+
+
+# ---- TEMPORARY stand-ins until cleanroom.queries.selectors / payouts.selectors land.
+def privacy_loss_for(*, contributor: Contributor) -> list[dict[str, Any]]:
+    return []
+
+
+def queries_touching(*, contributor: Contributor) -> list[dict[str, Any]]:
+    return []
+
+
+def contributor_earnings(*, contributor: Contributor) -> dict[str, Any]:
+    return {"balance": "0.000000", "currency": "EUR"}

@@ -1,1 +1,526 @@
-"""Services of this app (placeholder until its capability lands)."""
+"""Datasets, consent, contributions, compaction, erasure and key rotation.
+
+Invariants kept here (each one has tests that try to break it):
+
+- A refused request changes nothing: every service validates first and writes in
+  one transaction, with its audit event in the same transaction.
+- A dataset's schema cannot change once it holds data (publish a new dataset).
+  Changing purpose, policy, price or retention bumps ``terms_version``; consents
+  stay tied to the version they agreed to and only current ones count for the pool.
+- An upload is all-or-nothing and only from a contributor whose open consent is on
+  the current terms; the rows a contributor holds in a dataset never exceed the
+  policy's ``max_rows_per_contributor``.
+- Contributed values exist only encrypted (see ``storage``/``crypto``); compaction
+  copies each contribution into exactly one place of the pool segments
+  (``Contribution.is_compacted`` flips in the same transaction).
+- Erasure destroys the data key and withdraws consent at once (the next snapshot
+  excludes the contributor); its job then deletes the contributions and rewrites
+  every pool segment that held their rows. Earnings (payouts) are not touched.
+- Key rotation re-wraps keys under the current KEK; records are never re-encrypted.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.services import audit_record
+from cleanroom.accounts.models import Contributor, User
+from cleanroom.datasets import storage, validation
+from cleanroom.datasets.models import (
+    Consent,
+    Contribution,
+    ContributorKey,
+    Dataset,
+    Erasure,
+    PoolSegment,
+)
+from cleanroom.errors import Conflict, Forbidden, NotFound, ValidationFailed
+
+# Pool segments are rewritten into pieces of at most this many rows; small segments
+# (from recent uploads) are merged once there are more than SMALL_SEGMENTS_MAX of them,
+# so a snapshot always decrypts a handful of blobs.
+SEGMENT_ROWS = 1 << 20
+SMALL_SEGMENT_ROWS = 1 << 16
+SMALL_SEGMENTS_MAX = 8
+TERMS_FIELDS = ("purpose", "policy", "price", "retention_days")
+
+
+# ---------------------------------------------------------------- datasets
+
+
+@transaction.atomic
+def dataset_create(
+    *,
+    actor: User,
+    slug: str,
+    name: str,
+    purpose: str,
+    schema: Any,
+    policy: Any,
+    price: Any,
+    retention_days: int = 365,
+) -> Dataset:
+    """Publish a dataset (compliance)."""
+    slug = validation.slug_clean(slug)
+    if not name.strip() or not purpose.strip():
+        raise ValidationFailed("name and purpose are required.")
+    clean_schema = validation.schema_clean(schema)
+    clean_policy = validation.policy_clean(policy)
+    clean_price = validation.price_clean(price)
+    _check_retention(retention_days)
+    if Dataset.objects.filter(slug=slug).exists():
+        raise Conflict(f"A dataset named {slug!r} already exists.")
+    dataset = Dataset.objects.create(
+        slug=slug,
+        name=name.strip(),
+        purpose=purpose.strip(),
+        schema=clean_schema,
+        policy=clean_policy,
+        price=clean_price,
+        retention_days=retention_days,
+        total_epsilon=Decimal(clean_policy["total_epsilon"]),
+    )
+    audit_record(
+        action="cleanroom.dataset.created",
+        actor=actor,
+        subject=f"dataset:{slug}",
+        dataset=slug,
+        payload={
+            "terms_version": dataset.terms_version,
+            "schema": clean_schema,
+            "policy": clean_policy,
+            "price": clean_price,
+            "retention_days": retention_days,
+        },
+    )
+    return dataset
+
+
+def _check_retention(retention_days: Any) -> None:
+    if (
+        isinstance(retention_days, bool)
+        or not isinstance(retention_days, int)
+        or not 1 <= retention_days <= 36500
+    ):
+        raise ValidationFailed("retention_days must be a whole number of days from 1 to 36500.")
+
+
+@transaction.atomic
+def dataset_update(*, actor: User, dataset: Dataset, changes: dict[str, Any]) -> Dataset:
+    """Change a dataset; new terms bump the version and ask contributors to consent again."""
+    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+    unknown = set(changes) - {"name", "schema", *TERMS_FIELDS}
+    if unknown:
+        raise ValidationFailed(f"These fields cannot be changed: {', '.join(sorted(unknown))}.")
+    updates: dict[str, Any] = {}
+    if "name" in changes:
+        if not str(changes["name"]).strip():
+            raise ValidationFailed("name cannot be empty.")
+        updates["name"] = str(changes["name"]).strip()
+    if "purpose" in changes:
+        if not str(changes["purpose"]).strip():
+            raise ValidationFailed("purpose cannot be empty.")
+        updates["purpose"] = str(changes["purpose"]).strip()
+    if "schema" in changes:
+        schema = validation.schema_clean(changes["schema"])
+        if schema != dataset.schema:
+            if Contribution.objects.filter(dataset=dataset).exists():
+                raise Conflict(
+                    "The schema cannot change once the dataset holds data; publish a new "
+                    "dataset (a new version) with the new schema instead."
+                )
+            updates["schema"] = schema
+    if "policy" in changes:
+        policy = validation.policy_clean(changes["policy"])
+        total = Decimal(policy["total_epsilon"])
+        if total < dataset.spent_epsilon:
+            raise Conflict(
+                f"policy.total_epsilon cannot be below the epsilon already spent "
+                f"({dataset.spent_epsilon.normalize()})."
+            )
+        updates["policy"] = policy
+        updates["total_epsilon"] = total
+    if "price" in changes:
+        updates["price"] = validation.price_clean(changes["price"])
+    if "retention_days" in changes:
+        _check_retention(changes["retention_days"])
+        updates["retention_days"] = changes["retention_days"]
+    changed = {k: v for k, v in updates.items() if getattr(dataset, k) != v}
+    if not changed:
+        return dataset
+    if any(key in changed for key in (*TERMS_FIELDS, "schema")):
+        changed["terms_version"] = dataset.terms_version + 1
+    for key, value in changed.items():
+        setattr(dataset, key, value)
+    dataset.save()
+    audit_record(
+        action="cleanroom.dataset.updated",
+        actor=actor,
+        subject=f"dataset:{dataset.slug}",
+        dataset=dataset.slug,
+        payload={
+            "fields": sorted(k for k in changed if k != "terms_version"),
+            "terms_version": dataset.terms_version,
+            **{k: _jsonable(v) for k, v in changed.items() if k != "terms_version"},
+        },
+    )
+    return dataset
+
+
+def _jsonable(value: Any) -> Any:
+    return str(value) if isinstance(value, Decimal) else value
+
+
+# ---------------------------------------------------------------- consent
+
+
+@transaction.atomic
+def consent_give(*, contributor: Contributor, dataset: Dataset) -> tuple[Consent, bool]:
+    """Consent to the dataset's current terms: (consent, created). Replaces an outdated one."""
+    dataset = Dataset.objects.get(pk=dataset.pk)
+    Contributor.objects.select_for_update().filter(pk=contributor.pk).first()
+    current = Consent.objects.filter(
+        contributor=contributor, dataset=dataset, withdrawn_at__isnull=True
+    ).first()
+    if current is not None and current.terms_version == dataset.terms_version:
+        return current, False
+    if current is not None:
+        # Consent to old terms is closed: the new record names the terms agreed to now.
+        current.withdrawn_at = timezone.now()
+        current.save(update_fields=["withdrawn_at"])
+    consent = Consent.objects.create(
+        contributor=contributor, dataset=dataset, terms_version=dataset.terms_version
+    )
+    audit_record(
+        action="cleanroom.consent.given",
+        actor=contributor.user,
+        subject=f"contributor:{contributor.pk}",
+        dataset=dataset.slug,
+        payload={
+            "terms_version": dataset.terms_version,
+            "replaces_terms_version": current.terms_version if current else None,
+        },
+    )
+    return consent, True
+
+
+@transaction.atomic
+def consent_withdraw(*, contributor: Contributor, dataset: Dataset) -> Consent:
+    """Withdraw: from now on no snapshot (so no query) includes this contributor's rows."""
+    Contributor.objects.select_for_update().filter(pk=contributor.pk).first()
+    consent = Consent.objects.filter(
+        contributor=contributor, dataset=dataset, withdrawn_at__isnull=True
+    ).first()
+    if consent is None:
+        raise NotFound(f"You have no consent to dataset {dataset.slug!r} to withdraw.")
+    consent.withdrawn_at = timezone.now()
+    consent.save(update_fields=["withdrawn_at"])
+    audit_record(
+        action="cleanroom.consent.withdrawn",
+        actor=contributor.user,
+        subject=f"contributor:{contributor.pk}",
+        dataset=dataset.slug,
+        payload={"terms_version": consent.terms_version},
+    )
+    return consent
+
+
+# ---------------------------------------------------------------- contributions
+
+
+def _upload_allowed(*, contributor: Contributor, dataset: Dataset) -> None:
+    if Erasure.objects.filter(contributor=contributor, status=Erasure.Status.PENDING).exists():
+        raise Conflict("Your data is being erased; upload again once the erasure is complete.")
+    consent = Consent.objects.filter(
+        contributor=contributor, dataset=dataset, withdrawn_at__isnull=True
+    ).first()
+    if consent is None:
+        raise Forbidden(
+            f"You have not consented to dataset {dataset.slug!r}; consent before uploading."
+        )
+    if consent.terms_version != dataset.terms_version:
+        raise Forbidden(
+            f"The terms of dataset {dataset.slug!r} changed (version {dataset.terms_version}); "
+            "consent to the new terms before uploading."
+        )
+
+
+def _rows_held(*, contributor: Contributor, dataset: Dataset) -> int:
+    return sum(
+        Contribution.objects.filter(contributor=contributor, dataset=dataset).values_list(
+            "rows", flat=True
+        )
+    )
+
+
+def contribution_upload(
+    *,
+    contributor: Contributor,
+    dataset: Dataset,
+    records: Any = None,
+    csv_file: IO[bytes] | None = None,
+) -> Contribution:
+    """Validate every row, then store the upload as one encrypted segment; all or nothing."""
+    if (records is None) == (csv_file is None):
+        raise ValidationFailed(
+            'Send either JSON {"records": [...]} or a CSV file in the multipart field "file".'
+        )
+    dataset = Dataset.objects.get(pk=dataset.pk)
+    # Cheap refusals first: no parsing of a large file for someone who may not upload.
+    _upload_allowed(contributor=contributor, dataset=dataset)
+    limit = int(dataset.policy["max_rows_per_contributor"])
+    room = max(limit - _rows_held(contributor=contributor, dataset=dataset), 0)
+    if room == 0:
+        raise ValidationFailed(
+            f"You already hold the maximum of {limit} rows in dataset {dataset.slug!r}.",
+            errors=[{"row": None, "column": None, "message": "row limit reached"}],
+        )
+    if records is not None:
+        table = validation.records_validate(schema=dataset.schema, records=records, max_rows=room)
+    else:
+        assert csv_file is not None
+        table = validation.csv_validate(schema=dataset.schema, binary=csv_file, max_rows=room)
+    return _contribution_store(contributor=contributor, dataset=dataset, table=table)
+
+
+@transaction.atomic
+def _contribution_store(
+    *, contributor: Contributor, dataset: Dataset, table: pa.Table
+) -> Contribution:
+    # Lock the contributor: uploads, consent changes and erasure of one person serialize.
+    contributor = (
+        Contributor.objects.select_for_update().select_related("user").get(pk=contributor.pk)
+    )
+    dataset = Dataset.objects.get(pk=dataset.pk)
+    _upload_allowed(contributor=contributor, dataset=dataset)
+    if table.schema != storage.arrow_schema(dataset, with_contributor=False):
+        raise Conflict("The dataset's schema changed during the upload; upload again.")
+    limit = int(dataset.policy["max_rows_per_contributor"])
+    held = _rows_held(contributor=contributor, dataset=dataset)
+    if held + table.num_rows > limit:
+        raise ValidationFailed(
+            f"At most {limit} rows per contributor in dataset {dataset.slug!r}: you hold "
+            f"{held} and sent {table.num_rows}.",
+            errors=[{"row": limit - held + 1, "column": None, "message": "too many rows"}],
+        )
+    key = storage.data_key_for_write(contributor=contributor)
+    contribution = Contribution.objects.create(
+        dataset=dataset,
+        contributor=contributor,
+        rows=table.num_rows,
+        ciphertext=storage.contribution_encrypt(
+            key=key, dataset=dataset, contributor=contributor, table=table
+        ),
+    )
+    audit_record(
+        action="cleanroom.contribution.uploaded",
+        actor=contributor.user,
+        subject=f"contributor:{contributor.pk}",
+        dataset=dataset.slug,
+        payload={"contribution": contribution.pk, "rows": table.num_rows},
+    )
+    from cleanroom.datasets.tasks import pool_compact_task
+
+    dataset_pk = dataset.pk
+    transaction.on_commit(lambda: pool_compact_task.delay(dataset_pk))
+    return contribution
+
+
+# ---------------------------------------------------------------- compaction
+
+
+@contextmanager
+def _pool_lock(dataset_pk: int) -> Iterator[None]:
+    """Serialize writers of one dataset's segments (compaction, erasure) on PostgreSQL."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)",
+                    [zlib.crc32(b"cleanroom.pool") & 0x7FFFFFFF, dataset_pk],
+                )
+        yield
+
+
+def _segment_tables(dataset: Dataset, segments: list[PoolSegment]) -> list[pa.Table]:
+    return [
+        storage.segment_decrypt(
+            dataset_pk=dataset.pk,
+            kek_id=segment.kek_id,
+            wrapped_key=segment.wrapped_key,
+            ciphertext=segment.ciphertext,
+        )
+        for segment in segments
+    ]
+
+
+def _segments_write(dataset: Dataset, table: pa.Table) -> list[PoolSegment]:
+    table = table.sort_by("contributor_id").combine_chunks()
+    written = []
+    for start in range(0, table.num_rows, SEGMENT_ROWS):
+        piece = table.slice(start, SEGMENT_ROWS)
+        contributors = len(pc.unique(piece.column("contributor_id")))
+        segment = storage.segment_build(dataset=dataset, table=piece, contributors=contributors)
+        segment.save()
+        written.append(segment)
+    return written
+
+
+def pool_compact(*, dataset_pk: int) -> int:
+    """Copy uncompacted uploads into pool segments; returns the rows compacted (0: no-op)."""
+    with _pool_lock(dataset_pk):
+        dataset = Dataset.objects.get(pk=dataset_pk)
+        target = storage.arrow_schema(dataset, with_contributor=True)
+        pending = list(
+            Contribution.objects.filter(dataset=dataset, is_compacted=False)
+            .select_for_update()
+            .order_by("contributor_id", "pk")
+        )
+        keys = {
+            record.contributor_id: record
+            for record in ContributorKey.objects.filter(
+                contributor_id__in={c.contributor_id for c in pending}
+            )
+        }
+        tables = []
+        for contribution in pending:
+            record = keys.get(contribution.contributor_id)
+            if record is None or record.wrapped is None:
+                continue  # erased: the erasure job deletes these
+            table = storage.contribution_decrypt(
+                key=storage.data_key_unwrap(record), contribution=contribution
+            )
+            ids = pa.array(np.full(table.num_rows, contribution.contributor_id, dtype=np.int64))
+            tables.append(table.add_column(0, "contributor_id", ids).cast(target))
+        compacted = sum(t.num_rows for t in tables)
+        if tables:
+            _segments_write(dataset, pa.concat_tables(tables))
+            Contribution.objects.filter(pk__in=[c.pk for c in pending]).update(is_compacted=True)
+        small = list(
+            PoolSegment.objects.filter(dataset=dataset, rows__lt=SMALL_SEGMENT_ROWS).order_by("pk")
+        )
+        if len(small) > SMALL_SEGMENTS_MAX:
+            merged = pa.concat_tables(_segment_tables(dataset, small))
+            PoolSegment.objects.filter(pk__in=[s.pk for s in small]).delete()
+            _segments_write(dataset, merged)
+        return compacted
+
+
+# ---------------------------------------------------------------- erasure
+
+
+@transaction.atomic
+def contributor_erase_request(*, contributor: Contributor) -> Erasure:
+    """Erase a contributor's data: key destroyed and consents closed now, rows purged by a job."""
+    contributor = (
+        Contributor.objects.select_for_update().select_related("user").get(pk=contributor.pk)
+    )
+    pending = Erasure.objects.filter(contributor=contributor, status=Erasure.Status.PENDING)
+    existing = pending.first()
+    if existing is not None:
+        return existing
+    now = timezone.now()
+    withdrawn = list(
+        Consent.objects.filter(contributor=contributor, withdrawn_at__isnull=True).select_related(
+            "dataset"
+        )
+    )
+    for consent in withdrawn:
+        consent.withdrawn_at = now
+        consent.save(update_fields=["withdrawn_at"])
+        audit_record(
+            action="cleanroom.consent.withdrawn",
+            actor=contributor.user,
+            subject=f"contributor:{contributor.pk}",
+            dataset=consent.dataset.slug,
+            payload={"terms_version": consent.terms_version, "reason": "erasure"},
+        )
+    ContributorKey.objects.filter(contributor=contributor).update(
+        wrapped=None, kek_id="", destroyed_at=now
+    )
+    erasure = Erasure.objects.create(contributor=contributor)
+    audit_record(
+        action="cleanroom.contributor.erased",
+        actor=contributor.user,
+        subject=f"contributor:{contributor.pk}",
+        payload={"erasure": erasure.pk, "stage": "requested", "data_key": "destroyed"},
+    )
+    from cleanroom.datasets.tasks import contributor_erase_task
+
+    erasure_pk = erasure.pk
+    transaction.on_commit(lambda: contributor_erase_task.delay(erasure_pk))
+    return erasure
+
+
+def contributor_erase_run(*, erasure_pk: int) -> bool:
+    """Purge an erased contributor's rows from contributions and every pool segment.
+
+    Idempotent: a redelivered task finds the erasure done (or finds nothing left to purge).
+    """
+    erasure = Erasure.objects.filter(pk=erasure_pk).first()
+    if erasure is None or erasure.status == Erasure.Status.DONE:
+        return False
+    contributor_pk = erasure.contributor_id
+    # Each dataset is purged in one transaction (contributions and segments together), so
+    # a dataset without the contributor's contributions holds none of their rows either.
+    dataset_pks = set(
+        Contribution.objects.filter(contributor_id=contributor_pk).values_list(
+            "dataset_id", flat=True
+        )
+    )
+    removed = 0
+    for dataset_pk in sorted(dataset_pks):
+        with _pool_lock(dataset_pk):
+            dataset = Dataset.objects.get(pk=dataset_pk)
+            removed += Contribution.objects.filter(
+                dataset=dataset, contributor_id=contributor_pk
+            ).delete()[0]
+            for segment in PoolSegment.objects.filter(dataset=dataset).order_by("pk"):
+                (table,) = _segment_tables(dataset, [segment])
+                keep = pc.not_equal(table.column("contributor_id"), contributor_pk)
+                if pc.all(keep).as_py():
+                    continue
+                remaining = table.filter(keep)
+                segment.delete()
+                if remaining.num_rows:
+                    _segments_write(dataset, remaining)
+    with transaction.atomic():
+        claimed = Erasure.objects.filter(pk=erasure_pk, status=Erasure.Status.PENDING).update(
+            status=Erasure.Status.DONE, completed_at=timezone.now(), rows_removed=removed
+        )
+        if claimed:
+            audit_record(
+                action="cleanroom.contributor.erased",
+                actor=None,
+                subject=f"contributor:{contributor_pk}",
+                payload={"erasure": erasure_pk, "stage": "purged", "contributions": removed},
+            )
+    return bool(claimed)
+
+
+# ---------------------------------------------------------------- key rotation
+
+
+def kek_rotate() -> dict[str, int]:
+    """Re-wrap every data key and segment key under the current KEK (records untouched)."""
+    counts = {"data_keys": 0, "segment_keys": 0}
+    for pk in ContributorKey.objects.filter(wrapped__isnull=False).values_list("pk", flat=True):
+        with transaction.atomic():
+            record = ContributorKey.objects.select_for_update().get(pk=pk)
+            counts["data_keys"] += storage.data_key_rewrap(record)
+    for pk in PoolSegment.objects.values_list("pk", flat=True):
+        with transaction.atomic():
+            segment = PoolSegment.objects.select_for_update().filter(pk=pk).first()
+            if segment is not None:
+                counts["segment_keys"] += storage.segment_key_rewrap(segment)
+    return counts
