@@ -1,1 +1,513 @@
-"""Placeholder: the audit capability implements this (no Django imports here)."""
+"""The audit log's cryptography, with no Django: an auditor runs it on their own machine.
+
+Two layers of tamper evidence, as Certificate Transparency does it (RFC 9162):
+
+* **Hash chain.** Each event is encoded as a canonical JSON *entry* (sorted keys, no
+  whitespace, UTF-8). ``leaf = SHA-256(0x00 || entry)`` and
+  ``hash_n = SHA-256(hash_{n-1} || leaf_n)`` with ``hash_0`` thirty-two zero bytes. Editing,
+  deleting, inserting or reordering an entry changes every later hash.
+* **Merkle tree** over the same leaves with RFC 6962 hashing
+  (``node = SHA-256(0x01 || left || right)``), and **signed checkpoints**: the tree size, its
+  root, the chain head at that size and the time, signed with Ed25519. Someone who can write to
+  the database can re-hash a forged chain, but cannot sign a checkpoint for it.
+
+Trees are addressed by *perfect subtrees*: ``(level, index)`` is the root of the
+``2**level`` leaves starting at ``index * 2**level``. Every hash in an inclusion or consistency
+proof is a combination of perfect subtrees, so a store that keeps them (in memory here, in the
+database in ``audit.models.AuditNode``) answers a proof with a handful of look-ups.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+GENESIS = bytes(32)
+ORIGIN = "cleanroom-audit/v1"
+_sha256 = hashlib.sha256
+
+NodeGetter = Callable[[int, int], bytes]
+
+
+# -- entries and hashes -------------------------------------------------------------------
+
+
+def encode_entry(entry: dict[str, Any]) -> bytes:
+    """The canonical bytes of an entry: what is hashed, stored and exported verbatim."""
+    return json.dumps(
+        entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def leaf_hash(entry: bytes) -> bytes:
+    return _sha256(b"\x00" + entry).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return _sha256(b"\x01" + left + right).digest()
+
+
+def chain_hash(previous: bytes, leaf: bytes) -> bytes:
+    return _sha256(previous + leaf).digest()
+
+
+def _largest_power_of_two_below(n: int) -> int:
+    """The k of RFC 6962: the largest power of two strictly smaller than n (n > 1)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+# -- trees from perfect subtrees ------------------------------------------------------------
+
+
+def perfect_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """All perfect subtree hashes: ``levels[l][i]`` is the node ``(l, i)``."""
+    levels = [list(leaves)]
+    current = levels[0]
+    while len(current) > 1:
+        nh = node_hash
+        current = [nh(current[i], current[i + 1]) for i in range(0, len(current) - 1, 2)]
+        levels.append(current)
+    return levels
+
+
+def range_hash(start: int, end: int, node: NodeGetter) -> bytes:
+    """MTH of leaves ``[start, end)`` where ``start`` is aligned as in RFC 6962's recursion."""
+    size = end - start
+    if size <= 0:
+        raise ValueError("empty range")
+    if size & (size - 1) == 0 and start % size == 0:
+        level = size.bit_length() - 1
+        return node(level, start >> level)
+    k = _largest_power_of_two_below(size)
+    return node_hash(range_hash(start, start + k, node), range_hash(start + k, end, node))
+
+
+def tree_root(size: int, node: NodeGetter) -> bytes:
+    """The RFC 6962 root of the first ``size`` leaves (the empty tree hashes to SHA-256(''))."""
+    if size == 0:
+        return _sha256(b"").digest()
+    return range_hash(0, size, node)
+
+
+def inclusion_proof(index: int, size: int, node: NodeGetter) -> list[bytes]:
+    """RFC 6962 PATH(index, D[0:size]), leaf-to-root order."""
+    if not 0 <= index < size:
+        raise ValueError(f"leaf {index} is not in a tree of size {size}")
+    proof: list[bytes] = []
+    start, end = 0, size
+    # Walk down from the root, remembering the sibling at each split; reversed at the end.
+    while end - start > 1:
+        k = _largest_power_of_two_below(end - start)
+        if index < start + k:
+            proof.append(range_hash(start + k, end, node))
+            end = start + k
+        else:
+            proof.append(range_hash(start, start + k, node))
+            start = start + k
+    proof.reverse()
+    return proof
+
+
+def consistency_proof(old_size: int, new_size: int, node: NodeGetter) -> list[bytes]:
+    """RFC 6962 PROOF(old_size, D[0:new_size])."""
+    if not 0 < old_size <= new_size:
+        raise ValueError(f"no consistency proof from size {old_size} to {new_size}")
+    if old_size == new_size:
+        return []
+    proof: list[bytes] = []
+
+    def subproof(m: int, start: int, end: int, complete: bool) -> None:
+        n = end - start
+        if m == n:
+            if not complete:
+                proof.append(range_hash(start, end, node))
+            return
+        k = _largest_power_of_two_below(n)
+        if m <= k:
+            subproof(m, start, start + k, complete)
+            proof.append(range_hash(start + k, end, node))
+        else:
+            subproof(m - k, start + k, end, False)
+            proof.append(range_hash(start, start + k, node))
+
+    subproof(old_size, 0, new_size, True)
+    return proof
+
+
+def verify_inclusion(
+    leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> bool:
+    """RFC 9162 section 2.1.3.2."""
+    if not 0 <= index < size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> bool:
+    """RFC 9162 section 2.1.4.2."""
+    if not 0 < old_size <= new_size:
+        return False
+    if old_size == new_size:
+        return not proof and old_root == new_root
+    if not proof:
+        return False
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == old_root and sr == new_root
+
+
+class MerkleTree:
+    """An in-memory tree over a list of leaf hashes (for the verifiers and the bench)."""
+
+    def __init__(self, leaves: Sequence[bytes]) -> None:
+        self.levels = perfect_levels(leaves)
+        self.size = len(leaves)
+
+    def node(self, level: int, index: int) -> bytes:
+        return self.levels[level][index]
+
+    def root(self, size: int | None = None) -> bytes:
+        return tree_root(self.size if size is None else size, self.node)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        return inclusion_proof(index, self.size if size is None else size, self.node)
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        return consistency_proof(old_size, self.size if new_size is None else new_size, self.node)
+
+
+def new_perfect_nodes(
+    old_size: int, new_leaves: Sequence[bytes], old_node: NodeGetter
+) -> list[tuple[int, int, bytes]]:
+    """The perfect subtrees completed by appending ``new_leaves`` to a tree of ``old_size``.
+
+    ``old_node`` answers for subtrees that were already complete (at most one per level is
+    asked for). Returned as ``(level, index, hash)``, level 0 first.
+    """
+    new_size = old_size + len(new_leaves)
+    out: list[tuple[int, int, bytes]] = [
+        (0, old_size + i, leaf) for i, leaf in enumerate(new_leaves)
+    ]
+    fresh: dict[tuple[int, int], bytes] = {(0, old_size + i): h for i, h in enumerate(new_leaves)}
+    level = 1
+    while (new_size >> level) > 0:
+        first = old_size >> level  # nodes below this index were complete before
+        last = new_size >> level
+        for index in range(first, last):
+            children = []
+            for child in (2 * index, 2 * index + 1):
+                key = (level - 1, child)
+                children.append(fresh[key] if key in fresh else old_node(level - 1, child))
+            h = node_hash(children[0], children[1])
+            fresh[(level, index)] = h
+            out.append((level, index, h))
+        level += 1
+    return out
+
+
+def old_nodes_needed(old_size: int, new_size: int) -> list[tuple[int, int]]:
+    """Which already-complete subtrees `new_perfect_nodes` will ask for."""
+    needed = []
+    level = 1
+    while (new_size >> level) > 0:
+        first, last = old_size >> level, new_size >> level
+        if first < last:
+            left = 2 * first
+            if left < (old_size >> (level - 1)):
+                needed.append((level - 1, left))
+        level += 1
+    return needed
+
+
+# -- signed checkpoints ---------------------------------------------------------------------
+
+
+def checkpoint_body(*, size: int, root: bytes, chain_head: bytes, timestamp: str) -> bytes:
+    """The signed text, in the shape of a C2SP tlog checkpoint plus two extension lines."""
+    return (
+        f"{ORIGIN}\n{size}\n{base64.b64encode(root).decode()}\n"
+        f"chain {chain_head.hex()}\ntime {timestamp}\n"
+    ).encode()
+
+
+def load_public_key(pem: str | bytes) -> Any:
+    from Crypto.PublicKey import ECC
+
+    key = ECC.import_key(pem)
+    if key.curve.lower() not in ("ed25519", "ed25519 (rfc8032)"):
+        raise ValueError("the audit key is not an Ed25519 key")
+    return key.public_key() if key.has_private() else key
+
+
+def key_id(public_key: Any) -> str:
+    """A short fingerprint of the public key (SHA-256 of its DER encoding)."""
+    der = public_key.export_key(format="DER")
+    return hashlib.sha256(der).hexdigest()[:16]
+
+
+def sign(private_key: Any, body: bytes) -> bytes:
+    from Crypto.Signature import eddsa
+
+    return bytes(eddsa.new(private_key, "rfc8032").sign(body))
+
+
+def signature_is_valid(public_key: Any, body: bytes, signature: bytes) -> bool:
+    from Crypto.Signature import eddsa
+
+    try:
+        eddsa.new(public_key, "rfc8032").verify(body, signature)
+    except ValueError:
+        return False
+    return True
+
+
+# -- verification ---------------------------------------------------------------------------
+
+
+@dataclass
+class Checkpoint:
+    size: int
+    root: bytes
+    chain_head: bytes
+    timestamp: str
+    signature: bytes
+    key_id: str = ""
+
+    @property
+    def body(self) -> bytes:
+        return checkpoint_body(
+            size=self.size, root=self.root, chain_head=self.chain_head, timestamp=self.timestamp
+        )
+
+
+@dataclass
+class Report:
+    ok: bool
+    entries: int
+    head: str | None
+    first_bad_entry: int | None = None
+    reason: str = ""
+    tree_root: str | None = None
+    checkpoints_checked: int = 0
+    latest_checkpoint: int | None = None
+    unsigned_tail: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "head": self.head,
+            "first_bad_entry": self.first_bad_entry,
+            "reason": self.reason,
+            "tree_root": self.tree_root,
+            "checkpoints_checked": self.checkpoints_checked,
+            "latest_checkpoint": self.latest_checkpoint,
+            "unsigned_tail": self.unsigned_tail,
+            "problems": self.problems,
+        }
+
+
+def verify_log(
+    rows: Iterable[tuple[int, bytes, str, str]],
+    checkpoints: Iterable[Checkpoint],
+    public_key: Any,
+    *,
+    witness_leaf: Callable[[int], bytes | None] | None = None,
+) -> Report:
+    """Recompute the chain and the tree and check every checkpoint.
+
+    ``rows`` are ``(seq, entry, stored_prev_hash_hex, stored_hash_hex)`` in seq order.
+    ``witness_leaf(i)`` optionally returns the leaf hash recorded when leaf ``i`` (0-based) was
+    first checkpointed; it is trusted only if those witnesses rebuild the signed root, and then
+    it names the exact first altered entry inside a range that fails its checkpoint.
+    The first bad entry is the smallest seq that is altered, missing, or not covered by a
+    valid signature where one was expected.
+    """
+    sha = _sha256
+    previous = GENESIS
+    leaves: list[bytes] = []
+    heads: list[bytes] = []
+    bad: int | None = None
+    reason = ""
+    problems: list[str] = []
+    expected = 1
+    count = 0
+    for seq, entry, stored_prev, stored_hash in rows:
+        count += 1
+        if bad is not None:
+            continue  # only counting the rest
+        if seq != expected:
+            bad, reason = expected, f"entry {expected} is missing (next is {seq})"
+            continue
+        leaf = sha(b"\x00" + entry).digest()
+        current = sha(previous + leaf).digest()
+        if stored_prev != previous.hex():
+            bad, reason = seq, f"entry {seq}: its previous hash does not match entry {seq - 1}"
+            continue
+        if stored_hash != current.hex():
+            bad, reason = seq, f"entry {seq}: its content does not match its hash"
+            continue
+        leaves.append(leaf)
+        heads.append(current)
+        previous = current
+        expected += 1
+    if bad is not None:
+        problems.append(reason)
+    valid_size = len(leaves)  # entries whose chain checks out
+    tree = MerkleTree(leaves)
+
+    def mark(position: int, why: str) -> None:
+        nonlocal bad, reason
+        problems.append(why)
+        if bad is None or position < bad:
+            bad, reason = position, why
+
+    checked = 0
+    last_good = 0
+    latest: int | None = None
+    expected_key = key_id(public_key)
+    for cp in sorted(checkpoints, key=lambda c: c.size):
+        checked += 1
+        latest = cp.size if latest is None else max(latest, cp.size)
+        if cp.key_id and cp.key_id != expected_key:
+            mark(last_good + 1, f"checkpoint {cp.size} is signed by another key ({cp.key_id})")
+            continue
+        if not signature_is_valid(public_key, cp.body, cp.signature):
+            mark(last_good + 1, f"checkpoint {cp.size} has an invalid signature")
+            continue
+        if cp.size > valid_size:
+            if bad is None:
+                mark(valid_size + 1, f"checkpoint {cp.size} signs entries the log no longer has")
+            continue
+        if tree.root(cp.size) != cp.root or heads[cp.size - 1] != cp.chain_head:
+            position = _locate(tree, cp, last_good, witness_leaf)
+            mark(position, f"entry {position} differs from what checkpoint {cp.size} signed")
+            continue
+        last_good = max(last_good, cp.size)
+    ok = bad is None
+    return Report(
+        ok=ok,
+        entries=count,
+        head=heads[-1].hex() if heads else None,
+        first_bad_entry=bad,
+        reason=reason if not ok else "",
+        tree_root=tree.root().hex(),
+        checkpoints_checked=checked,
+        latest_checkpoint=latest,
+        unsigned_tail=valid_size - last_good,
+        problems=problems,
+    )
+
+
+def _locate(
+    tree: MerkleTree,
+    cp: Checkpoint,
+    last_good: int,
+    witness_leaf: Callable[[int], bytes | None] | None,
+) -> int:
+    """The first entry after ``last_good`` that differs from what ``cp`` signed."""
+    if witness_leaf is not None:
+        witnesses = [witness_leaf(i) for i in range(cp.size)]
+        if all(w is not None for w in witnesses):
+            witnessed = MerkleTree([w for w in witnesses if w is not None])
+            if witnessed.root() == cp.root:
+                for i in range(cp.size):
+                    if witnesses[i] != tree.levels[0][i]:
+                        return i + 1
+    return last_good + 1
+
+
+def checkpoint_from_dict(data: dict[str, Any]) -> Checkpoint:
+    return Checkpoint(
+        size=int(data["tree_size"]),
+        root=bytes.fromhex(data["root"]),
+        chain_head=bytes.fromhex(data["chain_head"]),
+        timestamp=str(data["timestamp"]),
+        signature=base64.b64decode(data["signature"]),
+        key_id=str(data.get("key_id", "")),
+    )
+
+
+def checkpoint_to_dict(cp: Checkpoint) -> dict[str, Any]:
+    return {
+        "tree_size": cp.size,
+        "root": cp.root.hex(),
+        "chain_head": cp.chain_head.hex(),
+        "timestamp": cp.timestamp,
+        "signature": base64.b64encode(cp.signature).decode(),
+        "key_id": cp.key_id,
+    }
+
+
+# -- the entry of one event -----------------------------------------------------------------
+
+
+def format_time(moment: Any) -> str:
+    """An aware datetime as the entry writes it: UTC, microseconds, ``Z``."""
+    from datetime import UTC
+
+    return str(moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+def make_entry(
+    *,
+    seq: int,
+    at: str,
+    actor_role: str,
+    actor_id: str,
+    action: str,
+    subject: str,
+    dataset: str,
+    payload: Any,
+) -> dict[str, Any]:
+    """The fields an entry commits to (the hashes are computed over its encoding)."""
+    return {
+        "seq": seq,
+        "at": at,
+        "actor": {"role": actor_role, "id": actor_id},
+        "action": action,
+        "subject": subject,
+        "dataset": dataset,
+        "payload": payload,
+    }

@@ -1,16 +1,116 @@
-"""The one way every app writes to the audit log."""
+"""The one way every app writes to the audit log, and the signed checkpoints over it.
+
+Invariants:
+* An event is appended in the caller's transaction (no change without its event, no event
+  without its change): `audit_record` never opens a transaction of its own when one is open.
+* Appends are serialized (a PostgreSQL transaction-scoped advisory lock; SQLite's single
+  write lock), so ``seq`` is 1, 2, 3... with no gap and each ``prev_hash`` is the previous
+  event's ``hash``: the chain never forks. ``seq`` is also unique in the database.
+* An event's ``entry`` is the canonical JSON of its fields; ``hash`` = SHA-256(prev || leaf)
+  with leaf = SHA-256(0x00 || entry) (see audit/chain.py). Rows are never updated or deleted
+  (database triggers).
+* A checkpoint signs (tree size, Merkle root, chain head, time) with the service's Ed25519 key,
+  and is only taken over entries that verify; one is taken every
+  ``CLEANROOM_AUDIT_CHECKPOINT_EVERY`` events (default 1000), by Celery beat, and on demand.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
 from typing import Any
 
-from audit.models import AuditEvent
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit import chain, keys
+from audit.models import AuditCheckpoint, AuditEvent, AuditNode
+from cleanroom.errors import Conflict
+
+logger = logging.getLogger(__name__)
+
+# One 64-bit advisory lock key for "append to the audit log".
+APPEND_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"cleanroom.audit.append").digest()[:8], "big", signed=True
+)
+
+
+def checkpoint_every() -> int:
+    return int(getattr(settings, "CLEANROOM_AUDIT_CHECKPOINT_EVERY", 1000))
+
+
+def _serialize_appends() -> None:
+    """Hold the append lock until the end of the current transaction."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APPEND_LOCK_KEY])
+        elif connection.vendor == "sqlite":
+            # A write that matches no row takes SQLite's write lock now, before the head is
+            # read, rather than at the INSERT (no trigger fires: no row is deleted).
+            cursor.execute("DELETE FROM audit_auditevent WHERE 0")
 
 
 def _actor_fields(actor: Any) -> tuple[str, str]:
     if actor is None:
         return "system", ""
     return str(getattr(actor, "role", "") or "admin"), str(actor.pk)
+
+
+def _normalized(payload: dict[str, Any] | None) -> dict[str, Any]:
+    """Payload as plain JSON (Decimals and datetimes become strings); NaN is refused."""
+    if payload is None:
+        return {}
+    if not isinstance(payload, dict):
+        raise TypeError("an audit payload is a dict")
+    value = json.loads(json.dumps(payload, cls=DjangoJSONEncoder, allow_nan=False))
+    assert isinstance(value, dict)
+    return value
+
+
+def _head() -> tuple[int, str]:
+    head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    return (head[0], head[1]) if head else (0, chain.GENESIS.hex())
+
+
+def _build(
+    *, seq: int, previous: str, action: str, actor: Any, subject: str, dataset: str, payload: Any
+) -> AuditEvent:
+    if not action or "." not in action:
+        raise ValueError(f"audit action {action!r} is not namespaced (app.entity.verb)")
+    role, actor_id = _actor_fields(actor)
+    at = timezone.now()
+    clean = _normalized(payload)
+    entry = chain.encode_entry(
+        chain.make_entry(
+            seq=seq,
+            at=chain.format_time(at),
+            actor_role=role,
+            actor_id=actor_id,
+            action=action,
+            subject=subject,
+            dataset=dataset,
+            payload=clean,
+        )
+    )
+    digest = chain.chain_hash(bytes.fromhex(previous), chain.leaf_hash(entry))
+    return AuditEvent(
+        seq=seq,
+        at=at,
+        actor_role=role,
+        actor_id=actor_id,
+        action=action,
+        subject=subject,
+        dataset=dataset,
+        payload=clean,
+        entry=entry.decode("utf-8"),
+        prev_hash=previous,
+        hash=digest.hex(),
+    )
 
 
 def audit_record(
@@ -26,12 +126,215 @@ def audit_record(
     `action` is namespaced (`cleanroom.query.released`); `payload` holds no personal data
     and no contributed value.
     """
-    role, actor_id = _actor_fields(actor)
-    return AuditEvent.objects.create(
-        actor_role=role,
-        actor_id=actor_id,
-        action=action,
-        subject=subject,
-        dataset=dataset,
-        payload=payload or {},
+    # savepoint=False: a failed append must fail the caller's whole transaction.
+    with transaction.atomic(savepoint=False):
+        _serialize_appends()
+        seq, previous = _head()
+        event = _build(
+            seq=seq + 1,
+            previous=previous,
+            action=action,
+            actor=actor,
+            subject=subject,
+            dataset=dataset,
+            payload=payload,
+        )
+        event.save(force_insert=True)
+        if event.seq % checkpoint_every() == 0:
+            _checkpoint_quietly()
+    return event
+
+
+def _checkpoint_quietly() -> None:
+    """The every-N checkpoint: a log that fails verification must not block the caller's
+    change, so the refusal is logged (and shows in verification) instead of raised."""
+    try:
+        with transaction.atomic():
+            checkpoint_create()
+    except Conflict as error:
+        logger.error("audit checkpoint refused: %s", error.detail)
+
+
+def audit_record_many(*, events: Iterable[dict[str, Any]]) -> list[AuditEvent]:
+    """Append several events at once (one lock, one INSERT); each dict holds audit_record's
+    keyword arguments."""
+    with transaction.atomic(savepoint=False):
+        _serialize_appends()
+        seq, previous = _head()
+        built: list[AuditEvent] = []
+        for spec in events:
+            seq += 1
+            event = _build(
+                seq=seq,
+                previous=previous,
+                action=spec["action"],
+                actor=spec.get("actor"),
+                subject=spec.get("subject", ""),
+                dataset=spec.get("dataset", ""),
+                payload=spec.get("payload"),
+            )
+            built.append(event)
+            previous = event.hash
+        if not built:
+            return []
+        AuditEvent.objects.bulk_create(built, batch_size=1000)
+        every = checkpoint_every()
+        if built[-1].seq // every > (built[0].seq - 1) // every:
+            _checkpoint_quietly()
+    return built
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+class StoredNodes:
+    """Perfect subtree hashes from AuditNode, with a cache and batched look-ups."""
+
+    def __init__(self, known: dict[tuple[int, int], bytes] | None = None) -> None:
+        self.cache: dict[tuple[int, int], bytes] = dict(known or {})
+
+    def prefetch(self, keys_: Iterable[tuple[int, int]]) -> None:
+        missing = [k for k in set(keys_) if k not in self.cache]
+        for start in range(0, len(missing), 500):
+            part = missing[start : start + 500]
+            for level, index, digest in AuditNode.objects.filter(pk__in=part).values_list(
+                "level", "index", "hash"
+            ):
+                self.cache[(level, index)] = bytes(digest)
+
+    def get(self, level: int, index: int) -> bytes:
+        key = (level, index)
+        if key not in self.cache:
+            self.prefetch([key])
+            if key not in self.cache:
+                raise LookupError(f"Merkle node {level}/{index} is not stored")
+        return self.cache[key]
+
+    def needed(self, compute: Any) -> None:
+        """Run `compute(getter)` once with a recording getter to prefetch what it reads."""
+        wanted: list[tuple[int, int]] = []
+
+        def record(level: int, index: int) -> bytes:
+            wanted.append((level, index))
+            return bytes(32)
+
+        compute(record)
+        self.prefetch(wanted)
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """JSON equality that keeps booleans apart from numbers (PostgreSQL's jsonb may turn
+    1e20 into 100000000000000000000, which is the same number)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+EVENT_COLUMNS = (
+    "seq",
+    "entry",
+    "prev_hash",
+    "hash",
+    "at",
+    "actor_role",
+    "actor_id",
+    "action",
+    "subject",
+    "dataset",
+    "payload",
+)
+
+
+def columns_match_entry(row: tuple[Any, ...]) -> bool:
+    """The filterable columns of a row (EVENT_COLUMNS order) still say what its entry says."""
+    seq, entry, _prev, _hash, at, role, actor_id, action, subject, dataset, payload = row
+    try:
+        data = json.loads(entry)
+    except ValueError:
+        return False
+    return (
+        isinstance(data, dict)
+        and data.get("seq") == seq
+        and data.get("at") == chain.format_time(at)
+        and data.get("actor") == {"role": role, "id": actor_id}
+        and data.get("action") == action
+        and data.get("subject") == subject
+        and data.get("dataset") == dataset
+        and same_json(data.get("payload"), payload)
+    )
+
+
+def _signed(*, size: int, root: bytes, head: bytes) -> AuditCheckpoint:
+    timestamp = chain.format_time(timezone.now())
+    body = chain.checkpoint_body(size=size, root=root, chain_head=head, timestamp=timestamp)
+    signature = chain.sign(keys.signing_key(), body)
+    return AuditCheckpoint.objects.create(
+        tree_size=size,
+        root=root.hex(),
+        chain_head=head.hex(),
+        timestamp=timestamp,
+        signature=base64.b64encode(signature).decode(),
+        key_id=keys.current_key_id(),
+    )
+
+
+@transaction.atomic
+def checkpoint_create() -> AuditCheckpoint | None:
+    """Sign a checkpoint over every event appended so far (returns the latest when nothing is
+    new, None on an empty log). Refuses with Conflict if the new entries do not verify."""
+    _serialize_appends()
+    latest = AuditCheckpoint.objects.order_by("-tree_size").first()
+    old_size = latest.tree_size if latest else 0
+    new_size, head_hex = _head()
+    if new_size == old_size:
+        return latest
+    if new_size < old_size:
+        raise Conflict(f"The log has {new_size} entries but checkpoint {old_size} signed more.")
+    previous = bytes.fromhex(latest.chain_head) if latest else chain.GENESIS
+    leaves: list[bytes] = []
+    expected = old_size + 1
+    rows = AuditEvent.objects.filter(seq__gt=old_size).order_by("seq").values_list(*EVENT_COLUMNS)
+    for row in rows.iterator(chunk_size=2000):
+        seq, entry, prev_hash, stored_hash = row[0], row[1].encode("utf-8"), row[2], row[3]
+        leaf = chain.leaf_hash(entry)
+        current = chain.chain_hash(previous, leaf)
+        if (
+            seq != expected
+            or prev_hash != previous.hex()
+            or stored_hash != current.hex()
+            or not columns_match_entry(row)
+        ):
+            raise Conflict(f"Entry {expected} does not verify; no checkpoint is signed over it.")
+        leaves.append(leaf)
+        previous = current
+        expected += 1
+    if previous.hex() != head_hex:
+        raise Conflict("The log changed while it was being checkpointed.")
+    nodes = StoredNodes()
+    nodes.prefetch(chain.old_nodes_needed(old_size, new_size))
+    fresh = chain.new_perfect_nodes(old_size, leaves, nodes.get)
+    AuditNode.objects.bulk_create(
+        [AuditNode(level=level, index=index, hash=digest) for level, index, digest in fresh],
+        batch_size=2000,
+    )
+    nodes.cache.update({(level, index): digest for level, index, digest in fresh})
+    nodes.needed(lambda get: chain.tree_root(new_size, get))
+    root = chain.tree_root(new_size, nodes.get)
+    return _signed(size=new_size, root=root, head=previous)
+
+
+def checkpoint_as_chain(checkpoint: AuditCheckpoint) -> chain.Checkpoint:
+    return chain.Checkpoint(
+        size=checkpoint.tree_size,
+        root=bytes.fromhex(checkpoint.root),
+        chain_head=bytes.fromhex(checkpoint.chain_head),
+        timestamp=checkpoint.timestamp,
+        signature=base64.b64decode(checkpoint.signature),
+        key_id=checkpoint.key_id,
     )
