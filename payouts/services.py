@@ -1,27 +1,264 @@
-"""Money services (placeholder signatures until the payouts capability lands).
+"""Money services: prices, business balances and top-ups, the per-query charge and
+distribution, payout destinations.
 
-Amounts are integers in micro-units (1e-6 of the currency unit).
+Invariants:
+- amounts are integers in micro-units; no float touches money;
+- a query is charged at most once (its distribution is unique on the query and its
+  ledger entry on ``query:<id>:charge``), in the caller's release transaction;
+- gross = platform fee + share * pool size + remainder, to the unit: each share is
+  floored, the remainder goes to the rounding account, the fee is floored too;
+- a share never depends on anyone's records: it is the same for every member;
+- a business balance never goes negative (checked under a row lock, backed by a CHECK);
+- every change is in the audit log in the same transaction.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+import uuid
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
-MICRO = 1_000_000
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from audit.services import audit_record
+from cleanroom.accounts.models import Contributor, Organization
+from cleanroom.errors import InsufficientBalance, ValidationFailed
+from payouts.crash import crash_point
+from payouts.ledger import Line, account_get, entry_post
+from payouts.membership import ranges_encode, ranges_from_members, ranges_hash, ranges_size
+from payouts.models import Account, Distribution, JournalEntry, PayoutDestination, PoolMembership
+from payouts.money import MICRO, micro_format
 
 
-def query_price(*, price: dict[str, Any], epsilon: float) -> int:
+def default_currency() -> str:
+    return str(getattr(settings, "CLEANROOM_CURRENCY", "EUR"))
+
+
+def _decimal(price: dict[str, Any], field: str) -> Decimal:
+    try:
+        value = Decimal(str(price.get(field, "0")))
+    except (InvalidOperation, ValueError):
+        raise ValidationFailed(f"price.{field} is not a decimal number.") from None
+    if not value.is_finite() or value < 0:
+        raise ValidationFailed(f"price.{field} must be a non-negative number.")
+    return value
+
+
+def query_price(*, price: dict[str, Any], epsilon: Any) -> int:
     """Price of a query in micro-units: per_query + per_epsilon * epsilon, rounded up."""
-    per_query = Decimal(str(price.get("per_query", "0")))
-    per_epsilon = Decimal(str(price.get("per_epsilon", "0")))
+    per_query = _decimal(price, "per_query")
+    per_epsilon = _decimal(price, "per_epsilon")
     total = (per_query + per_epsilon * Decimal(str(epsilon))) * MICRO
-    return int(total.to_integral_value(rounding="ROUND_CEILING"))
+    return int(total.to_integral_value(rounding=ROUND_CEILING))
 
 
-def balance_ensure(*, organization: Any, amount: int) -> None:
+def platform_fee(*, price: dict[str, Any], gross: int) -> int:
+    """The platform's cut of `gross`, floored (what is not a whole micro-unit goes to the pool)."""
+    fraction = _decimal(price, "platform_fee")
+    if fraction > 1:
+        raise ValidationFailed("price.platform_fee is a fraction between 0 and 1.")
+    return int((Decimal(gross) * fraction).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def business_account(*, organization: Organization, currency: str | None = None) -> Account:
+    return account_get(
+        kind=Account.Kind.BUSINESS,
+        currency=currency or default_currency(),
+        organization=organization,
+    )
+
+
+def balance_ensure(*, organization: Any, amount: int, currency: str | None = None) -> None:
     """Raise InsufficientBalance when the organization cannot pay `amount` micro-units."""
+    currency = currency or default_currency()
+    account = Account.objects.filter(
+        kind=Account.Kind.BUSINESS, currency=currency, organization=organization
+    ).first()
+    balance = account.balance if account else 0
+    if balance < amount:
+        raise InsufficientBalance(
+            f"This query costs {micro_format(amount)} {currency} and the balance is "
+            f"{micro_format(balance)} {currency}: top up first."
+        )
 
 
-def query_charge(*, query: Any, members: Any) -> None:
-    """Charge the business and record the distribution to `members` (idempotent on query)."""
+@transaction.atomic
+def topup_record(
+    *,
+    organization: Organization,
+    amount: int,
+    actor: Any,
+    currency: str | None = None,
+    reference: str = "",
+) -> JournalEntry:
+    """Credit a business balance from outside the system (idempotent on `reference`)."""
+    currency = (currency or default_currency()).upper()
+    if amount <= 0:
+        raise ValidationFailed("amount must be greater than zero.")
+    key = f"topup:{organization.pk}:{reference or uuid.uuid4().hex}"
+    entry, created = entry_post(
+        key=key,
+        kind=JournalEntry.Kind.TOP_UP,
+        memo=f"top-up of organization {organization.pk}",
+        lines=[
+            Line(account_get(kind=Account.Kind.EXTERNAL_FUNDING, currency=currency), -amount),
+            Line(business_account(organization=organization, currency=currency), amount),
+        ],
+    )
+    if created:
+        audit_record(
+            action="payouts.topup.recorded",
+            actor=actor,
+            subject=f"organization:{organization.pk}",
+            payload={"amount": micro_format(amount), "currency": currency, "entry": entry.pk},
+        )
+    return entry
+
+
+def membership_store(*, ranges: np.ndarray) -> PoolMembership:
+    """The content-addressed membership row for these ranges (shared by equal pools)."""
+    digest = ranges_hash(ranges)
+    existing = PoolMembership.objects.filter(hash=digest).first()
+    if existing is not None:
+        return existing
+    fields = {
+        "ranges": ranges_encode(ranges),
+        "size": ranges_size(ranges),
+        "range_count": len(ranges),
+        "first_pk": int(ranges[0, 0]) if len(ranges) else None,
+        "last_pk": int(ranges[-1, 1]) - 1 if len(ranges) else None,
+    }
+    try:
+        with transaction.atomic():
+            return PoolMembership.objects.create(hash=digest, **fields)
+    except IntegrityError:
+        return PoolMembership.objects.get(hash=digest)
+
+
+def _pk(value: Any) -> Any:
+    return getattr(value, "pk", value)
+
+
+@transaction.atomic
+def query_charge(*, query: Any, members: Any) -> Distribution:
+    """Charge the business the query's price and record its distribution (idempotent on query).
+
+    Called inside the queries code's release transaction with the pool's sorted member pks.
+    """
+    existing = Distribution.objects.filter(query_id=query.pk).first()
+    if existing is not None:
+        return existing
+    dataset = query.dataset
+    price = dataset.price or {}
+    currency = str(price.get("currency") or default_currency()).upper()
+    gross = getattr(query, "price", None)
+    if gross is None:
+        gross = query_price(price=price, epsilon=query.epsilon)
+    gross = int(gross)
+    fee = platform_fee(price=price, gross=gross)
+    ranges = ranges_from_members(np.asarray(members, dtype=np.int64))
+    size = ranges_size(ranges)
+    pool_amount = gross - fee
+    share, remainder = divmod(pool_amount, size) if size else (0, pool_amount)
+    organization = query.organization
+    membership = membership_store(ranges=ranges)
+    lines = [Line(business_account(organization=organization, currency=currency), -gross)]
+    for kind, amount in (
+        (Account.Kind.PLATFORM_REVENUE, fee),
+        (Account.Kind.POOL_CLEARING, share * size),
+        (Account.Kind.ROUNDING, remainder),
+    ):
+        if amount:
+            lines.append(Line(account_get(kind=kind, currency=currency), amount))
+    if gross == 0:
+        lines = []
+    entry, created = entry_post(
+        key=f"query:{query.pk}:charge",
+        kind=JournalEntry.Kind.QUERY_CHARGE,
+        memo=f"query {query.pk} on {dataset.slug}",
+        lines=lines,
+    )
+    if not created:
+        return Distribution.objects.get(query_id=query.pk)
+    distribution = Distribution.objects.create(
+        query_id=query.pk,
+        dataset=dataset,
+        organization_id=_pk(organization),
+        currency=currency,
+        epsilon=Decimal(str(query.epsilon)),
+        gross=gross,
+        fee=fee,
+        pool_size=size,
+        share=share,
+        remainder=remainder,
+        membership=membership,
+        membership_hash=membership.hash,
+        entry=entry,
+    )
+    actor = getattr(query, "requester", None)
+    audit_record(
+        action="payouts.query.charged",
+        actor=actor,
+        subject=f"query:{query.pk}",
+        dataset=dataset.slug,
+        payload={"amount": micro_format(gross), "currency": currency, "entry": entry.pk},
+    )
+    audit_record(
+        action="payouts.distribution.recorded",
+        actor=actor,
+        subject=f"query:{query.pk}",
+        dataset=dataset.slug,
+        payload={
+            "gross": micro_format(gross),
+            "fee": micro_format(fee),
+            "pool_size": size,
+            "share": micro_format(share),
+            "remainder": micro_format(remainder),
+            "currency": currency,
+            "membership_hash": membership.hash,
+        },
+    )
+    crash_point("query_charge.before_commit")
+    return distribution
+
+
+def _iban_valid(iban: str) -> bool:
+    if not (15 <= len(iban) <= 34) or not iban[:2].isalpha() or not iban[2:4].isdigit():
+        return False
+    if not iban.isalnum():
+        return False
+    rearranged = iban[4:] + iban[:4]
+    digits = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(digits) % 97 == 1
+
+
+@transaction.atomic
+def payout_destination_set(
+    *, contributor: Contributor, holder_name: str, iban: str, provider: str = "fake_bank"
+) -> PayoutDestination:
+    """Set where a contributor is paid (a bank account checked by its IBAN checksum)."""
+    from payouts.providers import provider_get
+
+    provider_get(provider)  # NotFound-like refusal for an unknown provider
+    iban = "".join(iban.split()).upper()
+    holder_name = holder_name.strip()
+    errors = []
+    if not holder_name or len(holder_name) > 140:
+        errors.append({"field": "holder_name", "message": "Give the account holder's name."})
+    if not _iban_valid(iban):
+        errors.append({"field": "iban", "message": "Not a valid IBAN (checksum failed)."})
+    if errors:
+        raise ValidationFailed("; ".join(e["message"] for e in errors), errors=errors)
+    destination, _ = PayoutDestination.objects.update_or_create(
+        contributor=contributor,
+        defaults={"holder_name": holder_name, "iban": iban, "provider": provider},
+    )
+    audit_record(
+        action="payouts.destination.set",
+        actor=contributor.user,
+        subject=f"contributor:{contributor.pk}",
+        payload={"provider": provider},
+    )
+    return destination
