@@ -1,1 +1,601 @@
-"""Services of this app (placeholder until its capability lands)."""
+"""Query services: preview, submit, approve, reject, execute.
+
+Invariants (each has tests that try to break it):
+
+1. A refused query changes nothing: the SQL is compiled, the measurement calibrated and
+   dry-run on an empty frame of the schema, the pool size, balance and budget checked,
+   all *before* the one transaction that records the query and reserves its budget.
+2. The budget is never overspent: the reservation locks the dataset row
+   (``select_for_update``), checks ``spent + cost <= total`` (and the organization's cap),
+   and raises ``spent_epsilon`` in the same transaction; the database's check constraint
+   ``spent <= total`` makes overspending impossible even for a bug in this code.
+   The cost is the measurement's exact ``map(d_in)`` rounded *up* to 12 decimals.
+3. Every run of a mechanism is charged; nothing else is. The ledger row moves
+   ``reserved -> charged`` (a conditional update, committed together with the pool's
+   membership) before the mechanism touches the pool; a query rejected, or failing
+   before that point (pool too small, dry run failed), is refunded.
+4. A redelivered task never runs the mechanism twice and never charges twice: work is
+   claimed with ``UPDATE ... WHERE status='queued'``, the charge is one row per query,
+   and ``reserved -> charged`` succeeds once. A delivery that finds the charge already
+   taken does nothing (or, when the run is stale, marks it failed, still charged).
+5. Only noisy numbers leave: the result holds the engine's release (noisy values and
+   intervals); errors after the mechanism say nothing about the data.
+6. Every submission, approval, rejection, budget movement, start, release and failure is
+   written to the audit log in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from audit.services import audit_record
+from cleanroom.accounts.models import User
+from cleanroom.datasets.models import Dataset
+from cleanroom.datasets.selectors import dataset_get, pool_size
+from cleanroom.errors import (
+    BudgetExhausted,
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    QueryRefused,
+    ValidationFailed,
+)
+from cleanroom.queries import dp
+from cleanroom.queries.membership import ranges_encode
+from cleanroom.queries.models import BudgetCharge, ChargeState, Query, QueryPool, QueryStatus
+from cleanroom.queries.selectors import organization_spent
+from cleanroom.queries.sql import Plan, compile_sql
+
+logger = logging.getLogger(__name__)
+
+EPSILON_QUANTUM = Decimal("0.000000000001")
+DEFAULT_MAX_CONTRIBUTORS = 1_000_000
+MAX_REASON_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_query_epsilon: Decimal
+    min_contributors: int
+    max_rows_per_contributor: int
+    max_contributors: int
+    auto_approve: bool
+    max_epsilon_per_organization: Decimal | None
+    allowed_organizations: tuple[str, ...] | None
+    raw: dict[str, Any]
+
+
+def _decimal(value: Any, default: str) -> Decimal:
+    try:
+        number = Decimal(str(value if value is not None else default))
+    except InvalidOperation:
+        number = Decimal(default)
+    return number if number.is_finite() else Decimal(default)
+
+
+def policy_of(dataset: Dataset) -> Policy:
+    """The dataset's policy JSON with defaults, as typed values."""
+    raw = dict(dataset.policy or {})
+    cap = raw.get("max_epsilon_per_organization")
+    allowed = raw.get("allowed_organizations")
+    return Policy(
+        max_query_epsilon=_decimal(raw.get("max_query_epsilon"), "1"),
+        min_contributors=int(raw.get("min_contributors", 10) or 0),
+        max_rows_per_contributor=max(1, int(raw.get("max_rows_per_contributor", 1) or 1)),
+        max_contributors=max(1, int(raw.get("max_contributors", DEFAULT_MAX_CONTRIBUTORS))),
+        auto_approve=bool(raw.get("auto_approve", False)),
+        max_epsilon_per_organization=_decimal(cap, "0") if cap not in (None, "") else None,
+        allowed_organizations=tuple(str(o) for o in allowed) if allowed else None,
+        raw=raw,
+    )
+
+
+def privacy_unit_of(policy: Policy) -> dp.PrivacyUnit:
+    return dp.PrivacyUnit(
+        max_rows_per_contributor=policy.max_rows_per_contributor,
+        max_rows=policy.max_rows_per_contributor * policy.max_contributors,
+    )
+
+
+def epsilon_parse(value: Any, *, policy: Policy) -> Decimal:
+    """A requested epsilon: a finite positive number no larger than the per-query cap."""
+    if value is None or value == "":
+        return min(Decimal(1), policy.max_query_epsilon)
+    if isinstance(value, bool):
+        raise ValidationFailed("epsilon must be a number.")
+    try:
+        epsilon = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ValidationFailed("epsilon must be a number.") from None
+    if not epsilon.is_finite():
+        raise ValidationFailed("epsilon must be a finite number (not NaN or infinity).")
+    if epsilon <= 0:
+        raise ValidationFailed("epsilon must be greater than zero.")
+    if epsilon > policy.max_query_epsilon:
+        raise QueryRefused(
+            f"epsilon {epsilon} is above this dataset's per-query cap of "
+            f"{policy.max_query_epsilon}."
+        )
+    if epsilon < Decimal("0.000001"):
+        raise ValidationFailed("epsilon must be at least 0.000001.")
+    return epsilon
+
+
+def _dataset_for(*, slug: Any, user: Any) -> Dataset:
+    if not isinstance(slug, str) or not slug or len(slug) > 100:
+        raise NotFound("No such dataset.")
+    dataset = dataset_get(slug=slug)
+    policy = policy_of(dataset)
+    organization = getattr(getattr(user, "organization", None), "name", None)
+    if policy.allowed_organizations is not None and organization not in (
+        policy.allowed_organizations
+    ):
+        # Datasets restricted to other organizations do not exist for this one.
+        raise NotFound(f"No dataset named {slug!r}.")
+    return dataset
+
+
+def _require_business(user: Any) -> None:
+    if getattr(user, "role", None) != "business" or getattr(user, "organization_id", None) is None:
+        raise Forbidden("Only business accounts may submit or preview queries.")
+
+
+def query_compile(*, dataset: Dataset, sql: Any) -> Plan:
+    """The SQL compiled against the dataset's schema and policy, or QueryRefused."""
+    if not isinstance(sql, str):
+        raise QueryRefused("sql must be a string.")
+    return compile_sql(sql, table=dataset.slug, schema=dataset.schema, policy=dataset.policy)
+
+
+def _mechanism(*, plan: Plan, policy: Policy, epsilon: Decimal) -> dp.Mechanism:
+    try:
+        return dp.mechanism_build(plan=plan, unit=privacy_unit_of(policy), epsilon=float(epsilon))
+    except dp.EngineError as error:
+        raise QueryRefused(str(error)) from None
+
+
+def _cost(mechanism: dp.Mechanism) -> Decimal:
+    """The exact loss of the measurement, rounded up so the ledger never undercounts."""
+    return Decimal(repr(mechanism.epsilon)).quantize(EPSILON_QUANTUM, rounding=ROUND_CEILING)
+
+
+def _price(dataset: Dataset, epsilon: Decimal) -> int:
+    from payouts.services import query_price
+
+    return int(query_price(price=dataset.price or {}, epsilon=epsilon))
+
+
+def _currency(dataset: Dataset) -> str:
+    return str((dataset.price or {}).get("currency", "")).upper()[:8]
+
+
+def query_preview(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> dict[str, Any]:
+    """Epsilon, price and expected 95% accuracy per output column; spends and records nothing."""
+    _require_business(requester)
+    target = _dataset_for(slug=dataset, user=requester)
+    policy = policy_of(target)
+    requested = epsilon_parse(epsilon, policy=policy)
+    plan = query_compile(dataset=target, sql=sql)
+    mechanism = _mechanism(plan=plan, policy=policy, epsilon=requested)
+    cost = _cost(mechanism)
+    remaining = target.total_epsilon - target.spent_epsilon
+    return {
+        "dataset": target.slug,
+        "epsilon": float(cost),
+        "price": _price(target, cost),
+        "currency": _currency(target),
+        "columns": [name for name, _ in plan.columns],
+        "accuracy": mechanism.accuracy(),
+        "groups": plan.group_count,
+        "remaining_epsilon": float(remaining),
+        "fits_budget": cost <= remaining,
+        "auto_approve": policy.auto_approve,
+    }
+
+
+def _enqueue(query_id: int) -> None:
+    from cleanroom.queries.tasks import query_execute_task
+
+    transaction.on_commit(lambda: query_execute_task.delay(query_id))
+
+
+def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Query:
+    """Check everything, then record the query and reserve its budget in one transaction."""
+    _require_business(requester)
+    target = _dataset_for(slug=dataset, user=requester)
+    policy = policy_of(target)
+    requested = epsilon_parse(epsilon, policy=policy)
+    plan = query_compile(dataset=target, sql=sql)
+    mechanism = _mechanism(plan=plan, policy=policy, epsilon=requested)
+    try:
+        dp.mechanism_dry_run(mechanism)
+    except dp.EngineError as error:
+        raise QueryRefused(str(error)) from None
+    cost = _cost(mechanism)
+    members = pool_size(dataset=target)
+    if members < policy.min_contributors:
+        raise QueryRefused(
+            f"The pool has {members} contributors; this dataset needs at least "
+            f"{policy.min_contributors} before it answers queries."
+        )
+    price = _price(target, cost)
+    from payouts.services import balance_ensure
+
+    balance_ensure(organization=requester.organization, amount=price)
+    with transaction.atomic():
+        locked = Dataset.objects.select_for_update().get(pk=target.pk)
+        remaining = locked.total_epsilon - locked.spent_epsilon
+        if cost > remaining:
+            raise BudgetExhausted(
+                f"The query needs epsilon {cost.normalize()} but the dataset has only "
+                f"{remaining.normalize()} left."
+            )
+        cap = policy.max_epsilon_per_organization
+        if cap is not None:
+            held = organization_spent(dataset=locked, organization_id=requester.organization_id)
+            if held + cost > cap:
+                raise BudgetExhausted(
+                    f"Your organization may spend at most epsilon {cap.normalize()} on this "
+                    f"dataset and has used {held.normalize()}."
+                )
+        status = QueryStatus.QUEUED if policy.auto_approve else QueryStatus.PENDING_APPROVAL
+        query = Query.objects.create(
+            dataset=locked,
+            organization_id=requester.organization_id,
+            requester=requester,
+            sql=sql,
+            epsilon=cost,
+            status=status,
+            price=price,
+            currency=_currency(locked),
+            review_reason="Approved by the dataset policy (auto-approve)."
+            if policy.auto_approve
+            else "",
+        )
+        BudgetCharge.objects.create(
+            query=query,
+            dataset=locked,
+            organization_id=requester.organization_id,
+            epsilon=cost,
+            state=ChargeState.RESERVED,
+        )
+        Dataset.objects.filter(pk=locked.pk).update(spent_epsilon=F("spent_epsilon") + cost)
+        locked.refresh_from_db(fields=["spent_epsilon", "total_epsilon"])
+        subject = f"query:{query.pk}"
+        audit_record(
+            action="cleanroom.query.submitted",
+            actor=requester,
+            subject=subject,
+            dataset=locked.slug,
+            payload={
+                "epsilon": str(cost),
+                "price": price,
+                "organization": requester.organization_id,
+                "groups": plan.group_count,
+            },
+        )
+        audit_record(
+            action="cleanroom.budget.charged",
+            actor=requester,
+            subject=subject,
+            dataset=locked.slug,
+            payload={
+                "epsilon": str(cost),
+                "spent_epsilon": str(locked.spent_epsilon),
+                "total_epsilon": str(locked.total_epsilon),
+                "state": ChargeState.RESERVED,
+            },
+        )
+        if policy.auto_approve:
+            audit_record(
+                action="cleanroom.query.approved",
+                actor=None,
+                subject=subject,
+                dataset=locked.slug,
+                payload={"reason": query.review_reason, "by": "policy"},
+            )
+            audit_record(
+                action="cleanroom.query.queued", actor=None, subject=subject, dataset=locked.slug
+            )
+            _enqueue(query.pk)
+    return query
+
+
+def _reason(value: Any, *, required: bool) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ValidationFailed("reason must be text.")
+    reason = value.strip()
+    if required and not reason:
+        raise ValidationFailed("A reason is required to reject a query.")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise ValidationFailed(f"reason is limited to {MAX_REASON_LENGTH} characters.")
+    return reason
+
+
+def _require_compliance(user: Any) -> None:
+    if getattr(user, "role", None) != "compliance":
+        raise Forbidden("Only compliance officers may approve or reject queries.")
+
+
+def _locked_query(query_id: Any) -> Query:
+    try:
+        number = int(str(query_id))
+    except (TypeError, ValueError):
+        raise NotFound("No such query.") from None
+    query = Query.objects.select_for_update().select_related("dataset").filter(pk=number).first()
+    if query is None:
+        raise NotFound("No such query.")
+    return query
+
+
+def query_approve(*, query_id: Any, reviewer: Any, reason: Any = "") -> Query:
+    """Compliance approves a pending query: it is queued for the worker."""
+    _require_compliance(reviewer)
+    text = _reason(reason, required=False)
+    with transaction.atomic():
+        query = _locked_query(query_id)
+        if query.status != QueryStatus.PENDING_APPROVAL:
+            raise Conflict(f"Query {query.pk} is {query.status}, not pending approval.")
+        query.status = QueryStatus.QUEUED
+        query.review_reason = text
+        query.reviewed_by = reviewer
+        query.save(update_fields=["status", "review_reason", "reviewed_by", "updated_at"])
+        subject = f"query:{query.pk}"
+        audit_record(
+            action="cleanroom.query.approved",
+            actor=reviewer,
+            subject=subject,
+            dataset=query.dataset.slug,
+            payload={"reason": text, "by": "compliance"},
+        )
+        audit_record(
+            action="cleanroom.query.queued",
+            actor=reviewer,
+            subject=subject,
+            dataset=query.dataset.slug,
+        )
+        _enqueue(query.pk)
+    return query
+
+
+def _refund(query: Query, *, actor: Any) -> None:
+    """Give back a reservation that never reached the mechanism (caller holds a transaction)."""
+    dataset = Dataset.objects.select_for_update().get(pk=query.dataset_id)
+    refunded = BudgetCharge.objects.filter(query=query, state=ChargeState.RESERVED).update(
+        state=ChargeState.REFUNDED, updated_at=timezone.now()
+    )
+    if not refunded:
+        return
+    charge = BudgetCharge.objects.get(query=query)
+    Dataset.objects.filter(pk=dataset.pk).update(spent_epsilon=F("spent_epsilon") - charge.epsilon)
+    dataset.refresh_from_db(fields=["spent_epsilon", "total_epsilon"])
+    audit_record(
+        action="cleanroom.budget.refunded",
+        actor=actor,
+        subject=f"query:{query.pk}",
+        dataset=dataset.slug,
+        payload={
+            "epsilon": str(charge.epsilon),
+            "spent_epsilon": str(dataset.spent_epsilon),
+            "total_epsilon": str(dataset.total_epsilon),
+        },
+    )
+
+
+def query_reject(*, query_id: Any, reviewer: Any, reason: Any) -> Query:
+    """Compliance rejects a pending query with a reason; its reserved budget is given back."""
+    _require_compliance(reviewer)
+    text = _reason(reason, required=True)
+    with transaction.atomic():
+        query = _locked_query(query_id)
+        if query.status != QueryStatus.PENDING_APPROVAL:
+            raise Conflict(f"Query {query.pk} is {query.status}, not pending approval.")
+        query.status = QueryStatus.REJECTED
+        query.review_reason = text
+        query.reviewed_by = reviewer
+        query.error = f"Rejected: {text}"
+        query.save(update_fields=["status", "review_reason", "reviewed_by", "error", "updated_at"])
+        audit_record(
+            action="cleanroom.query.rejected",
+            actor=reviewer,
+            subject=f"query:{query.pk}",
+            dataset=query.dataset.slug,
+            payload={"reason": text},
+        )
+        _refund(query, actor=reviewer)
+    return query
+
+
+# -- execution (in the worker) ------------------------------------------------------------
+
+
+def _progress(query_id: int, value: int) -> None:
+    Query.objects.filter(pk=query_id, status=QueryStatus.RUNNING).update(
+        progress=value, updated_at=timezone.now()
+    )
+
+
+def _fail(query_id: int, message: str, *, refund: bool) -> None:
+    with transaction.atomic():
+        query = Query.objects.select_for_update().select_related("dataset").get(pk=query_id)
+        if query.status != QueryStatus.RUNNING:
+            return
+        query.status = QueryStatus.FAILED
+        query.error = message
+        query.progress = 100
+        query.save(update_fields=["status", "error", "progress", "updated_at"])
+        audit_record(
+            action="cleanroom.query.failed",
+            actor=None,
+            subject=f"query:{query.pk}",
+            dataset=query.dataset.slug,
+            payload={"error": message, "charged": not refund},
+        )
+        if refund:
+            _refund(query, actor=None)
+
+
+def _stale(query: Query) -> bool:
+    limit = int(getattr(settings, "CELERY_TASK_TIME_LIMIT", 600))
+    return query.updated_at < timezone.now() - timedelta(seconds=limit)
+
+
+def _claim(query_id: int) -> bool:
+    """Take the query for this delivery; False when another delivery has (or had) it."""
+    with transaction.atomic():
+        claimed = Query.objects.filter(pk=query_id, status=QueryStatus.QUEUED).update(
+            status=QueryStatus.RUNNING,
+            progress=10,
+            started_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+        if claimed:
+            slug = Query.objects.filter(pk=query_id).values_list("dataset__slug", flat=True)[0]
+            audit_record(
+                action="cleanroom.query.running",
+                actor=None,
+                subject=f"query:{query_id}",
+                dataset=slug,
+            )
+            return True
+    query = Query.objects.filter(pk=query_id).first()
+    if query is None or query.status != QueryStatus.RUNNING:
+        return False
+    state = BudgetCharge.objects.filter(query_id=query_id).values_list("state", flat=True).first()
+    if state == ChargeState.RESERVED:
+        # An earlier delivery died before the mechanism: nothing ran, safe to carry on
+        # (the reserved -> charged step below still lets only one delivery through).
+        return True
+    if state == ChargeState.CHARGED and _stale(query):
+        _fail(
+            query_id,
+            "The worker was lost after the mechanism started; the budget stays charged.",
+            refund=False,
+        )
+    return False
+
+
+def query_execute(*, query_id: int) -> None:
+    """Run a queued query once over the pool (idempotent: safe to deliver many times)."""
+    from cleanroom.datasets.pool import pool_snapshot
+
+    if not _claim(query_id):
+        return
+    query = Query.objects.select_related("dataset", "organization", "requester").get(pk=query_id)
+    dataset = query.dataset
+    policy = policy_of(dataset)
+    try:
+        plan = query_compile(dataset=dataset, sql=query.sql)
+        mechanism = _mechanism(plan=plan, policy=policy, epsilon=query.epsilon)
+        if _cost(mechanism) > query.epsilon:
+            raise QueryRefused("The dataset's policy changed: the query now costs more.")
+        dp.mechanism_dry_run(mechanism)
+    except (DomainError, dp.EngineError) as error:
+        _fail(query_id, f"Refused before any noise was drawn: {error}", refund=True)
+        return
+    _progress(query_id, 25)
+    snapshot = pool_snapshot(dataset=dataset)
+    _progress(query_id, 45)
+    if snapshot.size < policy.min_contributors:
+        _fail(
+            query_id,
+            f"The pool has fewer than {policy.min_contributors} contributors; nothing was run.",
+            refund=True,
+        )
+        return
+    if snapshot.size > policy.max_contributors:
+        _fail(
+            query_id,
+            "The pool is larger than the policy's max_contributors bound; nothing was run.",
+            refund=True,
+        )
+        return
+    with transaction.atomic():
+        charged = BudgetCharge.objects.filter(query_id=query_id, state=ChargeState.RESERVED).update(
+            state=ChargeState.CHARGED, updated_at=timezone.now()
+        )
+        if not charged:
+            return  # another delivery took the mechanism: never run it twice
+        Query.objects.filter(pk=query_id).update(
+            mechanism_ran=True, progress=60, updated_at=timezone.now()
+        )
+        members = snapshot.members
+        QueryPool.objects.create(
+            query_id=query_id,
+            dataset=dataset,
+            size=int(snapshot.size),
+            ranges=ranges_encode(members),
+            min_member=int(members.min()) if members.size else None,
+            max_member=int(members.max()) if members.size else None,
+        )
+    try:
+        release = dp.mechanism_release(mechanism=mechanism, frame=snapshot.frame)
+    except Exception:
+        logger.exception("query %s: mechanism failed after charging", query_id)
+        _fail(
+            query_id,
+            "The mechanism failed while running; the budget stays charged.",
+            refund=False,
+        )
+        return
+    _progress(query_id, 90)
+    result = {
+        "columns": release.columns,
+        "rows": release.rows,
+        "accuracy": release.intervals,
+        "column_accuracy": mechanism.accuracy(),
+        "confidence": 1 - dp.ALPHA,
+        "epsilon": release.epsilon,
+        "pool_size": int(snapshot.size),
+    }
+    try:
+        _release(query_id, result, snapshot.members)
+    except DomainError as error:
+        logger.warning("query %s: charging the business failed: %s", query_id, error)
+        _fail(query_id, f"The release could not be paid for: {error}", refund=False)
+
+
+def _release(query_id: int, result: dict[str, Any], members: Any) -> None:
+    from payouts.services import query_charge
+
+    with transaction.atomic():
+        query = (
+            Query.objects.select_for_update()
+            .select_related("dataset", "organization", "requester")
+            .get(pk=query_id)
+        )
+        if query.status != QueryStatus.RUNNING:
+            return
+        query.status = QueryStatus.RELEASED
+        query.result = result
+        query.progress = 100
+        query.released_at = timezone.now()
+        query.save(update_fields=["status", "result", "progress", "released_at", "updated_at"])
+        query_charge(query=query, members=members)
+        audit_record(
+            action="cleanroom.query.released",
+            actor=None,
+            subject=f"query:{query.pk}",
+            dataset=query.dataset.slug,
+            payload={
+                "epsilon": str(query.epsilon),
+                "rows": len(result["rows"]),
+                "pool_size": result["pool_size"],
+            },
+        )
+
+
+def requester_of(query: Query) -> User:
+    return query.requester

@@ -1,0 +1,250 @@
+"""REST views of queries: thin DRF views with nested Input/Output serializers.
+
+Every rule lives in ``services``/``selectors``; a refused query answers 400 (402 for the
+balance) with the construct named in ``detail`` and nothing changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from typing import Any
+
+from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cleanroom.datasets.selectors import dataset_get
+from cleanroom.errors import ValidationFailed
+from cleanroom.permissions import IsBusiness, IsBusinessOrCompliance, IsCompliance
+from cleanroom.queries import selectors, services
+from cleanroom.queries.models import Query, QueryStatus
+
+
+def money(micro: int) -> str:
+    return f"{(Decimal(micro) / Decimal(1_000_000)).quantize(Decimal('0.000001'))}"
+
+
+class EpsilonField(serializers.Field):
+    """Accepts a JSON number or a decimal string; the service validates the value."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, bool) or not isinstance(data, int | float | str):
+            raise serializers.ValidationError("epsilon must be a number.")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class QueryInput(serializers.Serializer):
+    dataset = serializers.CharField(max_length=100, trim_whitespace=False)
+    sql = serializers.CharField(max_length=10_000, trim_whitespace=False)
+    epsilon = EpsilonField(required=False, allow_null=True)
+
+
+def query_output(query: Query) -> dict[str, Any]:
+    return {
+        "id": query.pk,
+        "dataset": query.dataset.slug,
+        "organization": query.organization.name,
+        "requester": query.requester.username,
+        "sql": query.sql,
+        "epsilon": float(query.epsilon),
+        "status": query.status,
+        "progress": query.progress,
+        "price": money(query.price),
+        "currency": query.currency,
+        "result": query.result if query.status == QueryStatus.RELEASED else None,
+        "error": query.error or None,
+        "review_reason": query.review_reason or None,
+        "created_at": query.created_at.isoformat(),
+        "updated_at": query.updated_at.isoformat(),
+        "released_at": query.released_at.isoformat() if query.released_at else None,
+    }
+
+
+def _input(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise ValidationFailed("The body must be a JSON object.")
+    serializer = QueryInput(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class QueryPreviewApi(APIView):
+    permission_classes = [IsBusiness]
+
+    class OutputSerializer(serializers.Serializer):
+        dataset = serializers.CharField()
+        epsilon = serializers.FloatField()
+        price = serializers.CharField()
+        currency = serializers.CharField()
+        columns = serializers.ListField(child=serializers.CharField())
+        accuracy = serializers.ListField(child=serializers.DictField())
+        groups = serializers.IntegerField()
+        remaining_epsilon = serializers.FloatField()
+        fits_budget = serializers.BooleanField()
+        auto_approve = serializers.BooleanField()
+
+    @extend_schema(request=QueryInput, responses=OutputSerializer)
+    def post(self, request: Request) -> Response:
+        data = _input(request)
+        preview = services.query_preview(
+            dataset=data["dataset"],
+            sql=data["sql"],
+            epsilon=data.get("epsilon"),
+            requester=request.user,
+        )
+        preview["price"] = money(preview["price"])
+        return Response(preview)
+
+
+class QueryListApi(APIView):
+    def get_permissions(self) -> list[Any]:
+        if self.request.method == "POST":
+            return [IsBusiness()]
+        return [IsBusinessOrCompliance()]
+
+    @extend_schema(request=QueryInput, responses={202: dict})
+    def post(self, request: Request) -> Response:
+        data = _input(request)
+        query = services.query_submit(
+            dataset=data["dataset"],
+            sql=data["sql"],
+            epsilon=data.get("epsilon"),
+            requester=request.user,
+        )
+        return Response(
+            {
+                "id": query.pk,
+                "status": query.status,
+                "epsilon": float(query.epsilon),
+                "price": money(query.price),
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+    @extend_schema(responses=dict)
+    def get(self, request: Request) -> Response:
+        wanted = request.query_params.get("status") or None
+        if wanted and wanted not in QueryStatus.values:
+            raise ValidationFailed(f"status must be one of {', '.join(QueryStatus.values)}.")
+        queries = selectors.query_list(user=request.user, status=wanted)[:500]
+        return Response([query_output(query) for query in queries])
+
+
+class QueryDetailApi(APIView):
+    permission_classes = [IsBusinessOrCompliance]
+
+    @extend_schema(responses=dict)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(query_output(selectors.query_get(user=request.user, pk=pk)))
+
+
+class ReviewInput(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, trim_whitespace=True
+    )
+
+
+class QueryApproveApi(APIView):
+    permission_classes = [IsCompliance]
+
+    @extend_schema(request=ReviewInput, responses=dict)
+    def post(self, request: Request, pk: int) -> Response:
+        serializer = ReviewInput(data=request.data if isinstance(request.data, dict) else {})
+        serializer.is_valid(raise_exception=True)
+        query = services.query_approve(
+            query_id=pk, reviewer=request.user, reason=serializer.validated_data.get("reason", "")
+        )
+        return Response(query_output(query))
+
+
+class QueryRejectApi(APIView):
+    permission_classes = [IsCompliance]
+
+    @extend_schema(request=ReviewInput, responses=dict)
+    def post(self, request: Request, pk: int) -> Response:
+        serializer = ReviewInput(data=request.data if isinstance(request.data, dict) else {})
+        serializer.is_valid(raise_exception=True)
+        query = services.query_reject(
+            query_id=pk, reviewer=request.user, reason=serializer.validated_data.get("reason", "")
+        )
+        return Response(query_output(query))
+
+
+def result_download(query: Query, kind: str) -> HttpResponse:
+    """The released result as CSV (value, low, high per aggregate) or JSON."""
+    result = query.result or {"columns": [], "rows": [], "accuracy": []}
+    if kind == "json":
+        body = json.dumps(
+            {"query": query.pk, "dataset": query.dataset.slug, "epsilon": float(query.epsilon)}
+            | result,
+            indent=2,
+            default=str,
+        )
+        response = HttpResponse(body, content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="query-{query.pk}.json"'
+        return response
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    header: list[str] = []
+    aggregate_columns = {entry["column"] for entry in result.get("column_accuracy", [])}
+    for name in result["columns"]:
+        header.append(name)
+        if name in aggregate_columns:
+            header.extend([f"{name}_low95", f"{name}_high95"])
+    writer.writerow(header)
+    for row, intervals in zip(result["rows"], result["accuracy"], strict=False):
+        line: list[Any] = []
+        for name, value, interval in zip(result["columns"], row, intervals, strict=False):
+            line.append(_csv_cell(value))
+            if name in aggregate_columns:
+                line.extend(
+                    [_csv_cell(interval[0]), _csv_cell(interval[1])] if interval else ["", ""]
+                )
+        writer.writerow(line)
+    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="query-{query.pk}.csv"'
+    return response
+
+
+def _csv_cell(value: Any) -> Any:
+    # Neutralize spreadsheet formulas in text cells (category labels come from the schema).
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return "" if value is None else value
+
+
+class QueryResultDownloadApi(APIView):
+    permission_classes = [IsBusinessOrCompliance]
+
+    @extend_schema(responses={(200, "text/csv"): str})
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        query = selectors.query_get(user=request.user, pk=pk)
+        if query.status != QueryStatus.RELEASED:
+            raise ValidationFailed(f"Query {query.pk} has no result yet ({query.status}).")
+        kind = request.query_params.get("as", "csv")
+        if kind not in ("csv", "json"):
+            raise ValidationFailed("as must be csv or json.")
+        return result_download(query, kind)
+
+
+class DatasetBudgetApi(APIView):
+    permission_classes = [IsBusinessOrCompliance]
+
+    @extend_schema(responses=dict)
+    def get(self, request: Request, slug: str) -> Response:
+        summary = selectors.budget_summary(dataset=dataset_get(slug=slug))
+        if getattr(request.user, "role", None) != "compliance":
+            # Businesses see the public totals, not who spent what.
+            summary = {
+                key: summary[key] for key in ("total_epsilon", "spent_epsilon", "remaining_epsilon")
+            }
+        return Response(summary)
