@@ -64,7 +64,9 @@ def request_object(presentation_request: Any) -> dict[str, Any]:
 def post_vp_token(request_obj: dict[str, Any], vp_token: Any) -> Any:
     """POST {"vp_token": ...} to the request's response_uri through the real API."""
     path = urlsplit(request_obj["response_uri"]).path
-    return APIClient().post(path, data=json.dumps({"vp_token": vp_token}), content_type="application/json")
+    return APIClient().post(
+        path, data=json.dumps({"vp_token": vp_token}), content_type="application/json"
+    )
 
 
 @pytest.fixture
@@ -107,23 +109,72 @@ def test_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make the test CA")
     directory = tmp_path_factory.mktemp("ca")
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Clean room test CA",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             cwd=directory)
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost", cwd=directory)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Clean room test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=directory,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+        cwd=directory,
+    )
     (directory / "ext.cnf").write_text(
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
         "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
     )
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf", cwd=directory)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        cwd=directory,
+    )
     return directory
 
 
 @pytest.fixture(scope="session")
-def _https_server(test_ca: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StatusServer]:
+def _https_server(
+    test_ca: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StatusServer]:
     root = tmp_path_factory.mktemp("status-lists")
     holder: dict[str, StatusServer] = {}
 

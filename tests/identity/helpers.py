@@ -11,7 +11,9 @@ from cleanroom.accounts.models import Contributor
 from identity.models import ContributorCredential, PresentationRequest
 
 
-def assert_refused(response: Any, code: str, presentation_request: Any, *, status: int = 400) -> dict[str, Any]:
+def assert_refused(
+    response: Any, code: str, presentation_request: Any, *, status: int = 400
+) -> dict[str, Any]:
     """Refused with this reason, audited, and nothing else changed."""
     body = response.json()
     assert response.status_code == status, body

@@ -21,8 +21,14 @@ pytestmark = pytest.mark.django_db
 
 
 def sign_presentation(
-    wallet: Wallet, request_obj: dict[str, Any], credentials: list[Any], *, holder: str | None = "self",
-    challenge: str | None = None, domain: str | None = None, jwt: bool = False,
+    wallet: Wallet,
+    request_obj: dict[str, Any],
+    credentials: list[Any],
+    *,
+    holder: str | None = "self",
+    challenge: str | None = None,
+    domain: str | None = None,
+    jwt: bool = False,
 ) -> Any:
     presentation: dict[str, Any] = {
         "@context": ["https://www.w3.org/2018/credentials/v1"],
@@ -41,37 +47,53 @@ def sign_presentation(
     )
 
 
-def test_tampered_presentation(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
+def test_tampered_presentation(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
     vp = wallet.present(request_object, credential=issuer.issue(subject=wallet.did))
     vp["id"] = "urn:uuid:added-after-signing"
-    body = assert_refused(submit(request_object, vp), "bad_presentation_signature", presentation_request)
+    body = assert_refused(
+        submit(request_object, vp), "bad_presentation_signature", presentation_request
+    )
     assert "presentation's signature does not verify" in body["detail"]
 
 
-def test_tampered_embedded_credential(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
+def test_tampered_embedded_credential(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
     credential = issuer.issue(subject=wallet.did, claims={"ageOver18": False})
     credential["credentialSubject"]["ageOver18"] = True  # altered after issuing, then presented
     vp = wallet.present(request_object, credential=credential)
-    body = assert_refused(submit(request_object, vp), "bad_credential_signature", presentation_request)
+    body = assert_refused(
+        submit(request_object, vp), "bad_credential_signature", presentation_request
+    )
     assert body["detail"].startswith("credential 1's signature does not verify")
 
 
-def test_tampered_jwt_credential(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
+def test_tampered_jwt_credential(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
     token = issuer.issue(subject=wallet.did, jwt=True)
     header, payload, signature = token.split(".")
-    forged = ".".join([header, payload, signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")])
+    forged = ".".join(
+        [header, payload, signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")]
+    )
     vp = wallet.present(request_object, credential=forged)
     assert_refused(submit(request_object, vp), "bad_credential_signature", presentation_request)
 
 
-def test_unsigned_embedded_credential(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
+def test_unsigned_embedded_credential(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
     unsigned = issuer.credential_body(subject=wallet.did)
     vp = wallet.present(request_object, credential=unsigned)
     body = assert_refused(submit(request_object, vp), "unsigned", presentation_request)
     assert body["detail"] == "credential 1 is not signed (it has no proof)"
 
 
-def test_credential_issued_to_someone_else(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
+def test_credential_issued_to_someone_else(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
     someone_else = Wallet.generate()
     vp = wallet.present(request_object, credential=issuer.issue(subject=someone_else.did))
     body = assert_refused(submit(request_object, vp), "not_bound_to_holder", presentation_request)
@@ -79,13 +101,17 @@ def test_credential_issued_to_someone_else(trusted_issuer, issuer, wallet, prese
     assert someone_else.did not in body["detail"]
 
 
-def test_presentation_without_holder(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
+def test_presentation_without_holder(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
     vp = sign_presentation(wallet, request_object, [issuer.issue(subject=wallet.did)], holder=None)
     body = assert_refused(submit(request_object, vp), "no_holder", presentation_request)
     assert body["detail"] == "the presentation names no holder"
 
 
-def test_presentation_signed_by_another_key_than_the_holder(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
+def test_presentation_signed_by_another_key_than_the_holder(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
     thief = Wallet.generate()
     stolen = issuer.issue(subject=wallet.did)
     # didkit will not sign such a thing, so the thief edits the holder after signing.
@@ -96,14 +122,20 @@ def test_presentation_signed_by_another_key_than_the_holder(trusted_issuer, issu
 
 
 def test_wrong_nonce(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
-    vp = sign_presentation(wallet, request_object, [issuer.issue(subject=wallet.did)], challenge="not-our-nonce")
+    vp = sign_presentation(
+        wallet, request_object, [issuer.issue(subject=wallet.did)], challenge="not-our-nonce"
+    )
     body = assert_refused(submit(request_object, vp), "wrong_nonce", presentation_request)
     assert "wrong nonce" in body["detail"]
 
 
-def test_nonce_of_another_request(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
+def test_nonce_of_another_request(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
     other = services.presentation_request_create()
-    vp = sign_presentation(wallet, request_object, [issuer.issue(subject=wallet.did)], challenge=other.nonce)
+    vp = sign_presentation(
+        wallet, request_object, [issuer.issue(subject=wallet.did)], challenge=other.nonce
+    )
     assert_refused(submit(request_object, vp), "wrong_nonce", presentation_request)
 
 
@@ -124,12 +156,16 @@ def test_reused_nonce(trusted_issuer, issuer, wallet, presentation_request, requ
 
 
 def test_wrong_domain(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
-    vp = sign_presentation(wallet, request_object, [issuer.issue(subject=wallet.did)], domain="https://evil.example")
+    vp = sign_presentation(
+        wallet, request_object, [issuer.issue(subject=wallet.did)], domain="https://evil.example"
+    )
     body = assert_refused(submit(request_object, vp), "wrong_domain", presentation_request)
     assert "another site" in body["detail"]
 
 
-def test_expired_nonce(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
+def test_expired_nonce(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
     vp = wallet.present(request_object, credential=issuer.issue(subject=wallet.did))
     type(presentation_request).objects.filter(pk=presentation_request.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1)
@@ -139,7 +175,9 @@ def test_expired_nonce(trusted_issuer, issuer, wallet, presentation_request, req
 
 
 @pytest.mark.parametrize("jwt", [False, True])
-def test_expired_credential(trusted_issuer, issuer, wallet, presentation_request, request_object, submit, jwt):
+def test_expired_credential(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit, jwt
+):
     credential = issuer.issue(
         subject=wallet.did, jwt=jwt, issued_at=datetime.now(UTC) - timedelta(days=10), valid_days=1
     )
@@ -149,14 +187,20 @@ def test_expired_credential(trusted_issuer, issuer, wallet, presentation_request
 
 
 @pytest.mark.parametrize("jwt", [False, True])
-def test_not_yet_valid_credential(trusted_issuer, issuer, wallet, presentation_request, request_object, submit, jwt):
-    credential = issuer.issue(subject=wallet.did, jwt=jwt, issued_at=datetime.now(UTC) + timedelta(days=1))
+def test_not_yet_valid_credential(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit, jwt
+):
+    credential = issuer.issue(
+        subject=wallet.did, jwt=jwt, issued_at=datetime.now(UTC) + timedelta(days=1)
+    )
     vp = wallet.present(request_object, credential=credential)
     body = assert_refused(submit(request_object, vp), "not_yet_valid", presentation_request)
     assert body["detail"] == "credential 1 is not valid yet"
 
 
-def test_valid_until_in_the_past(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
+def test_valid_until_in_the_past(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
     body = issuer.credential_body(subject=wallet.did, valid_days=None)
     body["@context"].append({"validUntil": "https://www.w3.org/2018/credentials#validUntil"})
     body["validUntil"] = "2020-01-01T00:00:00Z"
@@ -166,38 +210,63 @@ def test_valid_until_in_the_past(trusted_issuer, issuer, wallet, presentation_re
 
 def test_untrusted_issuer(db, wallet, presentation_request, request_object, submit, monkeypatch):
     fetched: list[str] = []
-    monkeypatch.setattr("identity.statuslist.http_fetch", lambda url, policy: fetched.append(url) or b"")
+    monkeypatch.setattr(
+        "identity.statuslist.http_fetch", lambda url, policy: fetched.append(url) or b""
+    )
     resolved: list[str] = []
     real_resolve = vc.did_resolve
     monkeypatch.setattr(vc, "did_resolve", lambda did: resolved.append(did) or real_resolve(did))
     stranger = Issuer.generate("Stranger")
     stranger.status_list_create(url="https://status.example/list")
-    vp = wallet.present(request_object, credential=stranger.issue(subject=wallet.did, with_status=True))
+    vp = wallet.present(
+        request_object, credential=stranger.issue(subject=wallet.did, with_status=True)
+    )
     response = submit(request_object, vp)
     body = assert_refused(response, "untrusted_issuer", presentation_request)
     assert body["type"] == "untrusted-issuer"
-    assert body["detail"] == f"credential 1 comes from {stranger.did}, which is not a trusted issuer"
+    assert (
+        body["detail"] == f"credential 1 comes from {stranger.did}, which is not a trusted issuer"
+    )
     # Trust is checked before anything is resolved or fetched.
     assert fetched == [] and resolved == []
 
 
-def test_issuer_trusted_for_another_type(db, issuer, wallet, presentation_request, request_object, submit):
-    services.trusted_issuer_create(did=issuer.did, name="KYC only", credential_types=["KYCCredential"], actor=None)
+def test_issuer_trusted_for_another_type(
+    db, issuer, wallet, presentation_request, request_object, submit
+):
+    services.trusted_issuer_create(
+        did=issuer.did, name="KYC only", credential_types=["KYCCredential"], actor=None
+    )
     vp = wallet.present(request_object, credential=issuer.issue(subject=wallet.did))
-    body = assert_refused(submit(request_object, vp), "issuer_not_trusted_for_type", presentation_request)
+    body = assert_refused(
+        submit(request_object, vp), "issuer_not_trusted_for_type", presentation_request
+    )
     assert body["detail"] == (
         f"credential 1 is a PersonhoodCredential from {issuer.did}, which is trusted only for KYCCredential"
     )
 
 
-def test_trusted_credential_of_another_type_is_not_onboarding(db, issuer, wallet, presentation_request, request_object, submit):
-    services.trusted_issuer_create(did=issuer.did, name="KYC", credential_types=["KYCCredential"], actor=None)
-    vp = wallet.present(request_object, credential=issuer.issue(subject=wallet.did, credential_type="KYCCredential"))
-    body = assert_refused(submit(request_object, vp), "no_onboarding_credential", presentation_request)
-    assert body["detail"] == "the presentation holds no PersonhoodCredential from an issuer trusted for it"
+def test_trusted_credential_of_another_type_is_not_onboarding(
+    db, issuer, wallet, presentation_request, request_object, submit
+):
+    services.trusted_issuer_create(
+        did=issuer.did, name="KYC", credential_types=["KYCCredential"], actor=None
+    )
+    vp = wallet.present(
+        request_object, credential=issuer.issue(subject=wallet.did, credential_type="KYCCredential")
+    )
+    body = assert_refused(
+        submit(request_object, vp), "no_onboarding_credential", presentation_request
+    )
+    assert (
+        body["detail"]
+        == "the presentation holds no PersonhoodCredential from an issuer trusted for it"
+    )
 
 
-def test_unsupported_proof_type(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
+def test_unsupported_proof_type(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
     vp = wallet.present(request_object, credential=issuer.issue(subject=wallet.did))
     vp["verifiableCredential"][0]["proof"]["type"] = "BbsBlsSignature2020"
     body = assert_refused(submit(request_object, vp), "unsupported_proof", presentation_request)
@@ -205,10 +274,14 @@ def test_unsupported_proof_type(trusted_issuer, issuer, wallet, presentation_req
     assert "'BbsBlsSignature2020', which is unsupported" in body["detail"]
 
 
-def test_unsupported_did_method(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
+def test_unsupported_did_method(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
     vp = sign_presentation(wallet, request_object, [issuer.issue(subject=wallet.did)])
     vp["holder"] = "did:web:holder.example"
-    body = assert_refused(submit(request_object, vp), "unsupported_did_method", presentation_request)
+    body = assert_refused(
+        submit(request_object, vp), "unsupported_did_method", presentation_request
+    )
     assert body["detail"].startswith("the holder uses the DID method 'web', which is unsupported")
 
 
@@ -219,8 +292,12 @@ def test_unsupported_issuer_did_method(db, wallet, presentation_request, request
         "issuer": "did:ion:EiClkZMDxPKqC9c-umQfTkR8vvZ9JPhl_xLDI9Nfk38w5w",
         "issuanceDate": "2024-01-01T00:00:00Z",
         "credentialSubject": {"id": wallet.did},
-        "proof": {"type": "Ed25519Signature2018", "proofPurpose": "assertionMethod",
-                  "verificationMethod": "did:ion:EiClkZMDxPKqC9c#key-1", "jws": "x..y"},
+        "proof": {
+            "type": "Ed25519Signature2018",
+            "proofPurpose": "assertionMethod",
+            "verificationMethod": "did:ion:EiClkZMDxPKqC9c#key-1",
+            "jws": "x..y",
+        },
     }
     vp = sign_presentation(wallet, request_object, [credential])
     assert_refused(submit(request_object, vp), "unsupported_did_method", presentation_request)
@@ -228,7 +305,9 @@ def test_unsupported_issuer_did_method(db, wallet, presentation_request, request
 
 def test_malformed_json(db, presentation_request, request_object):
     path = urlsplit(request_object["response_uri"]).path
-    response = APIClient().post(path, data='{"vp_token": {"holder": ', content_type="application/json")
+    response = APIClient().post(
+        path, data='{"vp_token": {"holder": ', content_type="application/json"
+    )
     body = assert_refused(response, "malformed", presentation_request)
     assert body["detail"].startswith("the body is not valid JSON")
 
@@ -247,17 +326,32 @@ def test_one_megabyte_body(db, presentation_request, request_object):
 
 
 def test_unknown_request(db, submit):
-    response = submit({"response_uri": "http://testserver/api/v1/identity/presentation-requests/00000000-0000-0000-0000-000000000000/response/"}, {})
+    response = submit(
+        {
+            "response_uri": "http://testserver/api/v1/identity/presentation-requests/00000000-0000-0000-0000-000000000000/response/"
+        },
+        {},
+    )
     assert response.status_code == 404
     assert response.json()["verified"] is False
 
 
-def test_several_proofs_on_the_presentation_are_refused(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
+def test_several_proofs_on_the_presentation_are_refused(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
     vp = wallet.present(request_object, credential=issuer.issue(subject=wallet.did))
     vp["proof"] = [vp["proof"], copy.deepcopy(vp["proof"])]
     assert_refused(submit(request_object, vp), "unsupported_proof", presentation_request)
 
 
-def test_jwt_presentation_with_wrong_nonce(trusted_issuer, issuer, wallet, presentation_request, request_object, submit):
-    vp = sign_presentation(wallet, request_object, [issuer.issue(subject=wallet.did, jwt=True)], challenge="nope", jwt=True)
+def test_jwt_presentation_with_wrong_nonce(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
+    vp = sign_presentation(
+        wallet,
+        request_object,
+        [issuer.issue(subject=wallet.did, jwt=True)],
+        challenge="nope",
+        jwt=True,
+    )
     assert_refused(submit(request_object, vp), "wrong_nonce", presentation_request)
