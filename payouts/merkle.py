@@ -70,5 +70,5 @@ def proof_verify(*, leaf: bytes, proof: list[dict[str, str]], root: bytes) -> bo
     return node == root
 
 
-def chunked_roots(leaves: list[bytes]) -> list[bytes]:
-    return [tree_root(leaves[i : i + CHUNK]) for i in range(0, len(leaves), CHUNK)]
+def chunked_roots(leaves: list[bytes], chunk: int = CHUNK) -> list[bytes]:
+    return [tree_root(leaves[i : i + chunk]) for i in range(0, len(leaves), chunk)]

@@ -34,9 +34,9 @@ class Report:
         return not self.problems
 
 
-def _scalar(sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
+def _scalar(sql: str) -> list[tuple[object, ...]]:
     with connection.cursor() as cursor:
-        cursor.execute(sql, params or [])
+        cursor.execute(sql)
         return list(cursor.fetchall())
 
 

@@ -141,7 +141,7 @@ def settlement_process(*, settlement_id: int) -> Settlement:
         leaf_hash(settlement=settlement.pk, contributor=pk, amount=amount, currency=currency)
         for pk, amount in zip(pks.tolist(), amounts.tolist(), strict=True)
     ]
-    roots = chunked_roots(leaves)
+    roots = chunked_roots(leaves, CHUNK)
     root = tree_root(roots)
     with transaction.atomic():
         completed = Settlement.objects.filter(

@@ -1,0 +1,154 @@
+"""Settlement: earnings by difference arrays, one line per contributor keyed (settlement,
+contributor), batches, Merkle root and inclusion proofs, idempotent re-runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from audit.models import AuditEvent
+from payouts.merkle import leaf_hash, proof_verify
+from payouts.models import Distribution, JournalEntry, Posting, Settlement
+from payouts.reconcile import ledger_reconcile
+from payouts.selectors import contributor_balance
+from payouts.services import query_charge
+from payouts.settlement import (
+    earnings_compute,
+    settlement_open,
+    settlement_process,
+    settlement_proof,
+)
+from tests.payouts.conftest import members
+
+
+def test_earnings_match_the_naive_sum(db: Any) -> None:
+    rng = np.random.default_rng(7)
+    groups = []
+    naive: dict[int, int] = {}
+    for _ in range(40):
+        pool = np.unique(rng.integers(1, 300, size=120))
+        share = int(rng.integers(1, 1000))
+        from payouts.membership import ranges_from_members
+
+        groups.append((ranges_from_members(pool), share))
+        for pk in pool.tolist():
+            naive[pk] = naive.get(pk, 0) + share
+    pks, amounts = earnings_compute(groups)
+    assert dict(zip(pks.tolist(), amounts.tolist(), strict=True)) == naive
+
+
+def _charge_three(funded: Any, dataset: Any, make_query: Any) -> list[Distribution]:
+    return [
+        query_charge(query=make_query(dataset, epsilon="0.5"), members=members(1, 2, 3, 4)),
+        query_charge(query=make_query(dataset, epsilon="0.1"), members=members(3, 4, 5)),
+        query_charge(query=make_query(dataset, epsilon="0.5"), members=members(1, 2, 3, 4)),
+    ]
+
+
+def test_settlement_pays_every_member_exactly(funded: Any, dataset: Any, make_query: Any) -> None:
+    d1, d2, d3 = _charge_three(funded, dataset, make_query)
+    settlement = settlement_open(currency="EUR")
+    assert settlement is not None and settlement.distribution_count == 3
+    settlement = settlement_process(settlement_id=settlement.pk)
+    lines = dict(
+        Posting.objects.filter(
+            entry__settlement=settlement, contributor_pk__isnull=False
+        ).values_list("contributor_pk", "amount")
+    )
+    assert lines == {
+        1: d1.share + d3.share,
+        2: d1.share + d3.share,
+        3: d1.share + d2.share + d3.share,
+        4: d1.share + d2.share + d3.share,
+        5: d2.share,
+    }
+    assert settlement.status == "completed"
+    assert settlement.total_amount == sum(lines.values())
+    assert settlement.contributor_count == 5
+    assert AuditEvent.objects.filter(action="payouts.settlement.completed").count() == 1
+    assert contributor_balance(contributor_pk=5, currency="EUR") == d2.share
+    assert ledger_reconcile().ok
+
+
+def test_balance_between_settlements_counts_unsettled_shares(
+    funded: Any, dataset: Any, make_query: Any
+) -> None:
+    d1, d2, d3 = _charge_three(funded, dataset, make_query)
+    assert contributor_balance(contributor_pk=3, currency="EUR") == d1.share + d2.share + d3.share
+    assert contributor_balance(contributor_pk=99, currency="EUR") == 0
+    settlement = settlement_open(currency="EUR")
+    assert settlement is not None
+    # Claimed but not yet written: still counted once.
+    assert contributor_balance(contributor_pk=3, currency="EUR") == d1.share + d2.share + d3.share
+    settlement_process(settlement_id=settlement.pk)
+    assert contributor_balance(contributor_pk=3, currency="EUR") == d1.share + d2.share + d3.share
+
+
+def test_settlement_in_batches_and_rerun_writes_nothing_new(
+    funded: Any, dataset: Any, make_query: Any
+) -> None:
+    _charge_three(funded, dataset, make_query)
+    settlement = settlement_open(currency="EUR")
+    assert settlement is not None
+    Settlement.objects.filter(pk=settlement.pk).update(batch_size=2)
+    settlement_process(settlement_id=settlement.pk)
+    keys = list(
+        JournalEntry.objects.filter(settlement=settlement)
+        .order_by("key")
+        .values_list("key", flat=True)
+    )
+    assert keys == [f"settlement:{settlement.pk}:batch:{k}" for k in range(3)]
+    postings = Posting.objects.count()
+    Settlement.objects.filter(pk=settlement.pk)  # re-running a completed settlement is a no-op
+    settlement_process(settlement_id=settlement.pk)
+    assert Posting.objects.count() == postings
+    assert ledger_reconcile().ok
+
+
+def test_nothing_to_settle_opens_nothing(db: Any) -> None:
+    assert settlement_open(currency="EUR") is None
+    assert Settlement.objects.count() == 0
+
+
+def test_a_distribution_is_settled_once(funded: Any, dataset: Any, make_query: Any) -> None:
+    _charge_three(funded, dataset, make_query)
+    first = settlement_open(currency="EUR")
+    assert first is not None
+    assert settlement_open(currency="EUR") is None
+    query_charge(query=make_query(dataset), members=members(7))
+    second = settlement_open(currency="EUR")
+    assert second is not None and second.distribution_count == 1
+
+
+def test_every_contributor_gets_a_proof_of_their_line_only(
+    funded: Any, dataset: Any, make_query: Any, monkeypatch: Any
+) -> None:
+    import payouts.settlement as settlement_module
+
+    query_charge(query=make_query(dataset), members=np.arange(1, 41, dtype=np.int64))
+    settlement = settlement_open(currency="EUR")
+    assert settlement is not None
+    monkeypatch.setattr(settlement_module, "CHUNK", 16)  # proofs cross the chunk roots
+    settlement = settlement_process(settlement_id=settlement.pk)
+    assert len(settlement.chunk_roots) == 3
+    root = bytes.fromhex(settlement.merkle_root)
+    for pk in (1, 16, 17, 33, 40):
+        proof = settlement_proof(settlement=settlement, contributor_pk=pk)
+        assert proof is not None
+        leaf = leaf_hash(
+            settlement=settlement.pk,
+            contributor=pk,
+            amount=proof["leaf"]["amount_micro"],
+            currency="EUR",
+        )
+        assert leaf.hex() == proof["leaf"]["hash"]
+        assert proof_verify(leaf=leaf, proof=proof["proof"], root=root)
+        forged = leaf_hash(
+            settlement=settlement.pk,
+            contributor=pk,
+            amount=proof["leaf"]["amount_micro"] + 1,
+            currency="EUR",
+        )
+        assert not proof_verify(leaf=forged, proof=proof["proof"], root=root)
+    assert settlement_proof(settlement=settlement, contributor_pk=41) is None
