@@ -231,7 +231,7 @@ def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Que
     price = _price(target, cost)
     from payouts.services import balance_ensure
 
-    balance_ensure(organization=requester.organization, amount=price)
+    balance_ensure(organization=requester.organization, amount=price, currency=_currency(target))
     with transaction.atomic():
         locked = Dataset.objects.select_for_update().get(pk=target.pk)
         remaining = locked.total_epsilon - locked.spent_epsilon

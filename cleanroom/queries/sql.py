@@ -284,6 +284,11 @@ class _Compiler:
         return expression
 
     def operand_pair(self, left: exp.Expression, right: exp.Expression) -> tuple[pl.Expr, pl.Expr]:
+        for side in (left, right):
+            if not isinstance(
+                side, exp.Column | exp.Literal | exp.Boolean | exp.Neg | exp.Paren | exp.Null
+            ):
+                raise _refuse(f"{_construct_name(side)} is not allowed in WHERE.")
         if isinstance(left, exp.Column) and isinstance(right, exp.Column):
             a, b = self.column(left), self.column(right)
             if (a.type in NUMERIC_TYPES) != (b.type in NUMERIC_TYPES) or (
@@ -422,7 +427,7 @@ class _Compiler:
             raise _refuse("WIDTH_BUCKET bounds must be numbers.")
         if not lower < upper:
             raise _refuse("WIDTH_BUCKET needs lower < upper.")
-        if spec.type == "integer" and (upper - lower) / count < 1:
+        if spec.type == "integer" and (upper - lower) / count <= 1:
             raise _refuse(
                 "A histogram with one bin per value (or narrower) is refused: make the bins wider."
             )
