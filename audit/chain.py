@@ -378,7 +378,10 @@ def verify_log(
         if bad is not None:
             continue  # only counting the rest
         if seq != expected:
-            bad, reason = expected, f"entry {expected} is missing (next is {seq})"
+            bad, reason = (
+                expected,
+                f"entry {expected} is missing or out of order (found {seq} in its place)",
+            )
             continue
         leaf = sha(b"\x00" + entry).digest()
         current = sha(previous + leaf).digest()
@@ -416,15 +419,24 @@ def verify_log(
         if not signature_is_valid(public_key, cp.body, cp.signature):
             mark(last_good + 1, f"checkpoint {cp.size} has an invalid signature")
             continue
-        if cp.size > valid_size:
+        if (
+            cp.size <= valid_size
+            and tree.root(cp.size) == cp.root
+            and heads[cp.size - 1] == cp.chain_head
+        ):
+            last_good = max(last_good, cp.size)
+            continue
+        position = _locate(tree.levels[0], cp, witness_leaf)
+        if position is not None:
+            mark(position, f"entry {position} differs from what checkpoint {cp.size} signed")
+        elif cp.size > valid_size:
             if bad is None:
                 mark(valid_size + 1, f"checkpoint {cp.size} signs entries the log no longer has")
-            continue
-        if tree.root(cp.size) != cp.root or heads[cp.size - 1] != cp.chain_head:
-            position = _locate(tree, cp, last_good, witness_leaf)
-            mark(position, f"entry {position} differs from what checkpoint {cp.size} signed")
-            continue
-        last_good = max(last_good, cp.size)
+        else:
+            mark(
+                last_good + 1,
+                f"entries {last_good + 1}..{cp.size} differ from what checkpoint {cp.size} signed",
+            )
     ok = bad is None
     return Report(
         ok=ok,
@@ -441,21 +453,24 @@ def verify_log(
 
 
 def _locate(
-    tree: MerkleTree,
+    leaves: Sequence[bytes],
     cp: Checkpoint,
-    last_good: int,
     witness_leaf: Callable[[int], bytes | None] | None,
-) -> int:
-    """The first entry after ``last_good`` that differs from what ``cp`` signed."""
-    if witness_leaf is not None:
-        witnesses = [witness_leaf(i) for i in range(cp.size)]
-        if all(w is not None for w in witnesses):
-            witnessed = MerkleTree([w for w in witnesses if w is not None])
-            if witnessed.root() == cp.root:
-                for i in range(cp.size):
-                    if witnesses[i] != tree.levels[0][i]:
-                        return i + 1
-    return last_good + 1
+) -> int | None:
+    """The exact first entry that differs from what ``cp`` signed, when the leaf hashes
+    witnessed at checkpoint time rebuild its signed root (so they are the signed leaves)."""
+    if witness_leaf is None:
+        return None
+    witnesses = [witness_leaf(i) for i in range(cp.size)]
+    if any(w is None for w in witnesses):
+        return None
+    signed = [w for w in witnesses if w is not None]
+    if MerkleTree(signed).root() != cp.root:
+        return None
+    for i in range(min(cp.size, len(leaves))):
+        if signed[i] != leaves[i]:
+            return i + 1
+    return None
 
 
 def checkpoint_from_dict(data: dict[str, Any]) -> Checkpoint:

@@ -77,14 +77,19 @@ def _head() -> tuple[int, str]:
     return (head[0], head[1]) if head else (0, chain.GENESIS.hex())
 
 
+def _checked(action: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+    """Refuse a malformed event before any lock is taken or row written."""
+    if not action or "." not in action:
+        raise ValueError(f"audit action {action!r} is not namespaced (app.entity.verb)")
+    return _normalized(payload)
+
+
 def _build(
     *, seq: int, previous: str, action: str, actor: Any, subject: str, dataset: str, payload: Any
 ) -> AuditEvent:
-    if not action or "." not in action:
-        raise ValueError(f"audit action {action!r} is not namespaced (app.entity.verb)")
     role, actor_id = _actor_fields(actor)
     at = timezone.now()
-    clean = _normalized(payload)
+    clean = payload
     entry = chain.encode_entry(
         chain.make_entry(
             seq=seq,
@@ -126,6 +131,7 @@ def audit_record(
     `action` is namespaced (`cleanroom.query.released`); `payload` holds no personal data
     and no contributed value.
     """
+    clean = _checked(action, payload)
     # savepoint=False: a failed append must fail the caller's whole transaction.
     with transaction.atomic(savepoint=False):
         _serialize_appends()
@@ -137,7 +143,7 @@ def audit_record(
             actor=actor,
             subject=subject,
             dataset=dataset,
-            payload=payload,
+            payload=clean,
         )
         event.save(force_insert=True)
         if event.seq % checkpoint_every() == 0:
@@ -158,11 +164,12 @@ def _checkpoint_quietly() -> None:
 def audit_record_many(*, events: Iterable[dict[str, Any]]) -> list[AuditEvent]:
     """Append several events at once (one lock, one INSERT); each dict holds audit_record's
     keyword arguments."""
+    specs = [(spec, _checked(spec["action"], spec.get("payload"))) for spec in events]
     with transaction.atomic(savepoint=False):
         _serialize_appends()
         seq, previous = _head()
         built: list[AuditEvent] = []
-        for spec in events:
+        for spec, clean in specs:
             seq += 1
             event = _build(
                 seq=seq,
@@ -171,7 +178,7 @@ def audit_record_many(*, events: Iterable[dict[str, Any]]) -> list[AuditEvent]:
                 actor=spec.get("actor"),
                 subject=spec.get("subject", ""),
                 dataset=spec.get("dataset", ""),
-                payload=spec.get("payload"),
+                payload=clean,
             )
             built.append(event)
             previous = event.hash

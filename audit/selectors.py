@@ -1,0 +1,399 @@
+"""Reads of the audit log: filtered events, verification, proofs, export, compliance views."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from django.db import connection
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from audit import chain, keys
+from audit.models import AuditCheckpoint, AuditEvent, AuditNode
+from audit.services import (
+    EVENT_COLUMNS,
+    StoredNodes,
+    checkpoint_as_chain,
+    columns_match_entry,
+)
+from cleanroom.errors import Conflict, NotFound, ValidationFailed
+
+EXPORT_FORMAT = "cleanroom-audit-export/1"
+ROLES = ("business", "compliance", "contributor", "system", "admin")
+
+
+# -- filtering -------------------------------------------------------------------------------
+
+
+def _moment(name: str, value: str, *, end: bool) -> datetime:
+    parsed = parse_datetime(value)
+    if parsed is not None:
+        return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
+    day = parse_date(value)
+    if day is None:
+        raise ValidationFailed(
+            f"{name} must be a date (2026-11-29) or an ISO date-time, not {value!r}.",
+            errors=[{"field": name, "message": "not a date or date-time"}],
+        )
+    # A bare date includes that whole day on both ends.
+    moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
+    return timezone.make_aware(moment, UTC)
+
+
+@dataclass
+class EventFilter:
+    action: str = ""
+    actor: str = ""
+    dataset: str = ""
+    subject: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> EventFilter:
+        def text(name: str) -> str:
+            return str(params.get(name) or "").strip()
+
+        found = cls(
+            action=text("action"),
+            actor=text("actor"),
+            dataset=text("dataset"),
+            subject=text("subject"),
+        )
+        if text("since"):
+            found.since = _moment("since", text("since"), end=False)
+        if text("until"):
+            found.until = _moment("until", text("until"), end=True)
+        if found.since and found.until and found.since >= found.until:
+            raise ValidationFailed("since must be before until.")
+        if found.actor:
+            role, _, pk = found.actor.partition(":")
+            if not (found.actor.isdigit() or (role in ROLES and (not pk or pk.isdigit()))):
+                raise ValidationFailed(
+                    "actor is 'system', a role (business, compliance, contributor), "
+                    f"role:id (compliance:3) or a user id, not {found.actor!r}.",
+                    errors=[{"field": "actor", "message": "unknown actor"}],
+                )
+        return found
+
+    def as_params(self) -> dict[str, str]:
+        out = {
+            "action": self.action,
+            "actor": self.actor,
+            "dataset": self.dataset,
+            "subject": self.subject,
+            "since": self.since.isoformat() if self.since else "",
+            "until": self.until.isoformat() if self.until else "",
+        }
+        return {k: v for k, v in out.items() if v}
+
+
+def event_list(*, filters: EventFilter | None = None) -> QuerySet[AuditEvent]:
+    """Events in seq order. `action` ending in '.' or '*' matches a namespace."""
+    events = AuditEvent.objects.order_by("seq")
+    if filters is None:
+        return events
+    if filters.action:
+        if filters.action.endswith(("*", ".")):
+            events = events.filter(action__startswith=filters.action.rstrip("*"))
+        else:
+            events = events.filter(action=filters.action)
+    if filters.actor:
+        if filters.actor.isdigit():
+            events = events.filter(actor_id=filters.actor).exclude(actor_role="system")
+        else:
+            role, _, pk = filters.actor.partition(":")
+            events = events.filter(actor_role=role)
+            if pk:
+                events = events.filter(actor_id=pk)
+    if filters.dataset:
+        events = events.filter(dataset=filters.dataset)
+    if filters.subject:
+        events = events.filter(subject=filters.subject)
+    if filters.since:
+        events = events.filter(at__gte=filters.since)
+    if filters.until:
+        events = events.filter(at__lt=filters.until)
+    return events
+
+
+def event_get(*, seq: int) -> AuditEvent:
+    event = AuditEvent.objects.filter(seq=seq).first()
+    if event is None:
+        raise NotFound(f"There is no audit entry {seq}.")
+    return event
+
+
+# -- verification ----------------------------------------------------------------------------
+
+
+class _StoredLeaves:
+    """Leaf hashes recorded when each leaf was first checkpointed, loaded on first use."""
+
+    def __init__(self) -> None:
+        self.leaves: dict[int, bytes] | None = None
+
+    def __call__(self, index: int) -> bytes | None:
+        if self.leaves is None:
+            self.leaves = {
+                i: bytes(h)
+                for i, h in AuditNode.objects.filter(level=0).values_list("index", "hash")
+            }
+        return self.leaves.get(index)
+
+
+def log_verify() -> chain.Report:
+    """Recompute the chain and the tree from the database and check every checkpoint."""
+    columns_bad: list[int] = []
+
+    def rows() -> Iterator[tuple[int, bytes, str, str]]:
+        query = AuditEvent.objects.order_by("seq").values_list(*EVENT_COLUMNS)
+        for row in query.iterator(chunk_size=5000):
+            if not columns_bad and not columns_match_entry(row):
+                columns_bad.append(row[0])
+            yield row[0], row[1].encode("utf-8"), row[2], row[3]
+
+    checkpoints = [checkpoint_as_chain(c) for c in AuditCheckpoint.objects.order_by("tree_size")]
+    report = chain.verify_log(rows(), checkpoints, keys.public_key(), witness_leaf=_StoredLeaves())
+    if columns_bad and (report.first_bad_entry is None or columns_bad[0] < report.first_bad_entry):
+        why = f"entry {columns_bad[0]}: its columns no longer say what its hashed entry says"
+        report.ok = False
+        report.first_bad_entry = columns_bad[0]
+        report.reason = why
+        report.problems.insert(0, why)
+    return report
+
+
+def checkpoint_latest() -> AuditCheckpoint | None:
+    return AuditCheckpoint.objects.order_by("-tree_size").first()
+
+
+def checkpoint_get(*, tree_size: int | None) -> AuditCheckpoint:
+    if tree_size is None:
+        latest = checkpoint_latest()
+        if latest is None:
+            raise Conflict("No checkpoint has been signed yet.")
+        return latest
+    found = AuditCheckpoint.objects.filter(tree_size=tree_size).first()
+    if found is None:
+        raise NotFound(f"There is no signed checkpoint of size {tree_size}.")
+    return found
+
+
+def checkpoint_data(checkpoint: AuditCheckpoint) -> dict[str, Any]:
+    return {
+        "tree_size": checkpoint.tree_size,
+        "root": checkpoint.root,
+        "chain_head": checkpoint.chain_head,
+        "timestamp": checkpoint.timestamp,
+        "signature": checkpoint.signature,
+        "key_id": checkpoint.key_id,
+        "signed_note": checkpoint_as_chain(checkpoint).body.decode(),
+    }
+
+
+# -- proofs ----------------------------------------------------------------------------------
+
+
+def inclusion_proof_get(*, seq: int, tree_size: int | None = None) -> dict[str, Any]:
+    """Proof that entry `seq` is leaf seq-1 of a signed checkpoint's tree."""
+    checkpoint = checkpoint_get(tree_size=tree_size)
+    event = event_get(seq=seq)
+    if seq > checkpoint.tree_size:
+        raise Conflict(
+            f"Entry {seq} is newer than checkpoint {checkpoint.tree_size}; "
+            "prove it against a later checkpoint."
+        )
+    nodes = StoredNodes()
+    size = checkpoint.tree_size
+    nodes.needed(lambda get: chain.inclusion_proof(seq - 1, size, get))
+    proof = chain.inclusion_proof(seq - 1, size, nodes.get)
+    return {
+        "seq": seq,
+        "leaf_index": seq - 1,
+        "tree_size": size,
+        "leaf_hash": chain.leaf_hash(event.entry.encode("utf-8")).hex(),
+        "entry": event.entry,
+        "proof": [p.hex() for p in proof],
+        "root": checkpoint.root,
+        "checkpoint": checkpoint_data(checkpoint),
+    }
+
+
+def consistency_proof_get(*, first: int, second: int | None = None) -> dict[str, Any]:
+    """Proof that checkpoint `first`'s tree is a prefix of checkpoint `second`'s."""
+    old = checkpoint_get(tree_size=first)
+    new = checkpoint_get(tree_size=second)
+    if old.tree_size > new.tree_size:
+        raise ValidationFailed("first must not be larger than second.")
+    nodes = StoredNodes()
+    nodes.needed(lambda get: chain.consistency_proof(old.tree_size, new.tree_size, get))
+    proof = chain.consistency_proof(old.tree_size, new.tree_size, nodes.get)
+    return {
+        "first": old.tree_size,
+        "second": new.tree_size,
+        "first_root": old.root,
+        "second_root": new.root,
+        "proof": [p.hex() for p in proof],
+        "first_checkpoint": checkpoint_data(old),
+        "second_checkpoint": checkpoint_data(new),
+    }
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def _json_line(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+def export_lines() -> Iterator[bytes]:
+    """The whole log as JSON Lines for `python -m audit.verify`: a header, every entry in
+    order (its canonical bytes verbatim, with the leaf hash witnessed at checkpoint time),
+    then the signed checkpoints."""
+    # Checkpoints first, then the head: every checkpoint listed was signed over entries that
+    # are at or below that head, so the export never shows a checkpoint for entries it lacks
+    # (unless entries were removed, which is what the verifier must then report).
+    checkpoints = list(AuditCheckpoint.objects.order_by("tree_size"))
+    head = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+    yield _json_line(
+        {
+            "kind": "header",
+            "format": EXPORT_FORMAT,
+            "origin": chain.ORIGIN,
+            "entries": head,
+            "checkpoints": len(checkpoints),
+            "key_id": keys.current_key_id(),
+            "exported_at": chain.format_time(timezone.now()),
+        }
+    )
+    step = 5000
+    for start in range(1, head + 1, step):
+        end = min(start + step, head + 1)
+        witnesses = dict(
+            AuditNode.objects.filter(level=0, index__gte=start - 1, index__lt=end - 1).values_list(
+                "index", "hash"
+            )
+        )
+        rows = (
+            AuditEvent.objects.filter(seq__gte=start, seq__lt=end)
+            .order_by("seq")
+            .values_list("seq", "hash", "prev_hash", "entry")
+        )
+        out = []
+        for seq, digest, previous, entry in rows:
+            witness = witnesses.get(seq - 1)
+            out.append(
+                b'{"kind":"entry","hash":"%s","prev_hash":"%s","witness":%s,"entry":%s}\n'
+                % (
+                    digest.encode(),
+                    previous.encode(),
+                    b'"' + bytes(witness).hex().encode() + b'"' if witness is not None else b"null",
+                    entry.encode("utf-8"),
+                )
+            )
+        yield b"".join(out)
+    for checkpoint in checkpoints:
+        yield _json_line(
+            {"kind": "checkpoint", **chain.checkpoint_to_dict(checkpoint_as_chain(checkpoint))}
+        )
+
+
+def event_row(event: AuditEvent) -> dict[str, Any]:
+    """An event as the API, the CSV and the filtered JSONL show it."""
+    return {
+        "seq": event.seq,
+        "at": chain.format_time(event.at),
+        "actor": event.actor,
+        "actor_role": event.actor_role,
+        "actor_id": event.actor_id,
+        "action": event.action,
+        "subject": event.subject,
+        "dataset": event.dataset,
+        "payload": event.payload,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+# -- compliance views ------------------------------------------------------------------------
+
+
+def query_story(*, query_id: int) -> list[AuditEvent]:
+    """Everything about one query: events about `query:<id>` and events whose payload names it
+    (charges, distributions, settlements that include it)."""
+    linked = (
+        Q(subject=f"query:{query_id}")
+        | Q(payload__query=query_id)
+        | Q(payload__query=str(query_id))
+        | Q(payload__query_id=query_id)
+        | Q(payload__query_id=str(query_id))
+    )
+    if connection.vendor == "postgresql":  # JSON containment is not available on SQLite
+        linked |= Q(payload__queries__contains=[query_id])
+    return list(AuditEvent.objects.filter(linked).order_by("seq"))
+
+
+@dataclass
+class BudgetPoint:
+    at: datetime
+    seq: int
+    epsilon: float
+    spent: float
+    total: float
+    subject: str
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def budget_series(*, filters: EventFilter | None = None) -> dict[str, list[BudgetPoint]]:
+    """Privacy budget use per dataset over time, from `cleanroom.budget.charged` events."""
+    events = event_list(filters=filters).filter(action="cleanroom.budget.charged")
+    series: dict[str, list[BudgetPoint]] = {}
+    for event in events:
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        spent = _number(payload.get("spent_epsilon"))
+        total = _number(payload.get("total_epsilon"))
+        if spent is None or total is None:
+            continue
+        series.setdefault(event.dataset or "(none)", []).append(
+            BudgetPoint(
+                at=event.at,
+                seq=event.seq,
+                epsilon=_number(payload.get("epsilon")) or 0.0,
+                spent=spent,
+                total=total,
+                subject=event.subject,
+            )
+        )
+    return series
+
+
+def presentation_checks(*, filters: EventFilter | None = None) -> QuerySet[AuditEvent]:
+    return (
+        event_list(filters=filters)
+        .filter(action__startswith="identity.presentation.")
+        .order_by("-seq")
+    )
+
+
+def refusal_reasons(*, filters: EventFilter | None = None) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for payload in (
+        presentation_checks(filters=filters)
+        .filter(action="identity.presentation.refused")
+        .values_list("payload", flat=True)
+    ):
+        reason = str((payload or {}).get("reason") or "(no reason given)")
+        counts[reason] = counts.get(reason, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
