@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Sum
+from django.db.models import Sum
+from django.utils import timezone
 
 from cleanroom.accounts.models import Organization
 from cleanroom.errors import Conflict, InsufficientBalance, UnbalancedEntry
@@ -64,12 +65,16 @@ def _check_balanced(lines: Iterable[tuple[str, int]]) -> None:
             raise UnbalancedEntry(f"Postings in {currency} sum to {micro_format(total)}, not zero.")
 
 
-def _apply(deltas: dict[int, int]) -> None:
-    """Lock the accounts in pk order, refuse overdrafts, then move their balances."""
-    accounts = {
+def accounts_lock(pks: Iterable[int]) -> dict[int, Account]:
+    """Lock accounts in pk order (every writer does, so no deadlock) with fresh balances."""
+    return {
         account.pk: account
-        for account in Account.objects.select_for_update().filter(pk__in=deltas).order_by("pk")
+        for account in Account.objects.select_for_update().filter(pk__in=list(pks)).order_by("pk")
     }
+
+
+def _check(deltas: dict[int, int], accounts: dict[int, Account]) -> None:
+    """Refuse a movement that would overdraw a non-negative account (accounts are locked)."""
     for pk in sorted(deltas):
         account = accounts[pk]
         if account.is_non_negative and account.balance + deltas[pk] < 0:
@@ -79,9 +84,33 @@ def _apply(deltas: dict[int, int]) -> None:
                     f"{micro_format(-deltas[pk])} {account.currency} is needed."
                 )
             raise Conflict(f"Account {account} would go negative.")
-    for pk in sorted(deltas):
-        if deltas[pk]:
-            Account.objects.filter(pk=pk).update(balance=F("balance") + deltas[pk])
+
+
+def _apply(deltas: dict[int, int]) -> None:
+    """Move the balances of locked, checked accounts in one statement."""
+    moves = [(pk, delta) for pk, delta in sorted(deltas.items()) if delta]
+    if not moves:
+        return
+    values = ", ".join(["(CAST(%s AS bigint), CAST(%s AS bigint))"] * len(moves))
+    params: list[int] = [number for move in moves for number in move]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE payouts_account SET balance = payouts_account.balance + moves.delta "  # noqa: S608
+            f"FROM (VALUES {values}) AS moves (id, delta) WHERE payouts_account.id = moves.id",
+            params,
+        )
+
+
+def _entry_insert(*, key: str, kind: str, memo: str, settlement_id: int | None) -> int | None:
+    """Insert the entry unless its key exists (then None): one round trip, no savepoint."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO payouts_journalentry (key, kind, memo, settlement_id, created_at) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING id",
+            [key, kind, memo[:300], settlement_id, timezone.now()],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else None
 
 
 def entry_post(
@@ -91,30 +120,31 @@ def entry_post(
     lines: list[Line],
     memo: str = "",
     settlement_id: int | None = None,
+    locked: dict[int, Account] | None = None,
 ) -> tuple[JournalEntry, bool]:
-    """Post a balanced entry once per key: returns (entry, created)."""
+    """Post a balanced entry once per key: returns (entry, created).
+
+    Runs in the caller's transaction (no savepoint of its own: callers that want to
+    survive a refusal wrap it in theirs). `locked`: accounts the caller already locked.
+    """
     if any(line.amount == 0 for line in lines):
         raise UnbalancedEntry("A posting of zero is not a movement of money.")
     _check_balanced((line.account.currency, line.amount) for line in lines)
-    with transaction.atomic():
-        existing = JournalEntry.objects.filter(key=key).first()
-        if existing is not None:
-            return existing, False
-        try:
-            with transaction.atomic():
-                entry = JournalEntry.objects.create(
-                    key=key, kind=kind, memo=memo[:300], settlement_id=settlement_id
-                )
-        except IntegrityError:
-            # A concurrent twin committed the same key first: theirs stands.
+    deltas: dict[int, int] = defaultdict(int)
+    for line in lines:
+        deltas[line.account.pk] += line.amount
+    with transaction.atomic(savepoint=False):
+        # Lock and check before writing anything: a refusal leaves nothing behind.
+        locked = locked if locked is not None else accounts_lock(deltas)
+        _check(deltas, locked)
+        entry_pk = _entry_insert(key=key, kind=kind, memo=memo, settlement_id=settlement_id)
+        if entry_pk is None:
+            # Posted before (or by a concurrent twin that committed first): theirs stands.
             return JournalEntry.objects.get(key=key), False
-        deltas: dict[int, int] = defaultdict(int)
-        for line in lines:
-            deltas[line.account.pk] += line.amount
         _apply(deltas)
         Posting.objects.bulk_create(
             Posting(
-                entry=entry,
+                entry_id=entry_pk,
                 account=line.account,
                 contributor_pk=line.contributor_pk,
                 currency=line.account.currency,
@@ -122,7 +152,9 @@ def entry_post(
             )
             for line in lines
         )
-        return entry, True
+        return JournalEntry(
+            pk=entry_pk, key=key, kind=kind, memo=memo[:300], settlement_id=settlement_id
+        ), True
 
 
 def entry_post_subledger(
@@ -150,18 +182,16 @@ def entry_post_subledger(
         raise UnbalancedEntry("Sub-ledger lines of this entry must be positive.")
     total = int(amounts.sum())
     currency = counter.currency
-    with transaction.atomic():
-        existing = JournalEntry.objects.filter(key=key).first()
-        if existing is not None:
-            return existing, False
-        try:
-            with transaction.atomic():
-                entry = JournalEntry.objects.create(
-                    key=key, kind=kind, memo=memo[:300], settlement_id=settlement_id
-                )
-        except IntegrityError:
+    deltas = {counter.pk: -total, subledger.pk: total}
+    with transaction.atomic(savepoint=False):
+        _check(deltas, accounts_lock(deltas))
+        entry_pk = _entry_insert(key=key, kind=kind, memo=memo, settlement_id=settlement_id)
+        if entry_pk is None:
             return JournalEntry.objects.get(key=key), False
-        _apply({counter.pk: -total, subledger.pk: total})
+        _apply(deltas)
+        entry = JournalEntry(
+            pk=entry_pk, key=key, kind=kind, memo=memo[:300], settlement_id=settlement_id
+        )
         Posting.objects.create(entry=entry, account=counter, currency=currency, amount=-total)
         if connection.vendor == "postgresql":
             _copy_lines(entry.pk, subledger.pk, currency, contributor_pks, amounts)

@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
 
-from audit.services import audit_record
+from audit.services import audit_record, audit_record_many
 from cleanroom.accounts.models import Contributor, Organization
 from cleanroom.errors import InsufficientBalance, ValidationFailed
 from payouts.crash import crash_point
@@ -123,22 +125,52 @@ def membership_store(*, ranges: np.ndarray) -> PoolMembership:
     existing = PoolMembership.objects.filter(hash=digest).first()
     if existing is not None:
         return existing
-    fields = {
-        "ranges": ranges_encode(ranges),
-        "size": ranges_size(ranges),
-        "range_count": len(ranges),
-        "first_pk": int(ranges[0, 0]) if len(ranges) else None,
-        "last_pk": int(ranges[-1, 1]) - 1 if len(ranges) else None,
-    }
-    try:
-        with transaction.atomic():
-            return PoolMembership.objects.create(hash=digest, **fields)
-    except IntegrityError:
-        return PoolMembership.objects.get(hash=digest)
+    first = int(ranges[0, 0]) if len(ranges) else None
+    last = int(ranges[-1, 1]) - 1 if len(ranges) else None
+    with connection.cursor() as cursor:
+        # ON CONFLICT: a concurrent twin may store the same pool first; no savepoint needed.
+        cursor.execute(
+            "INSERT INTO payouts_poolmembership "
+            "(hash, ranges, size, range_count, first_pk, last_pk, created_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (hash) DO NOTHING",
+            [
+                digest,
+                ranges_encode(ranges),
+                ranges_size(ranges),
+                len(ranges),
+                first,
+                last,
+                timezone.now(),
+            ],
+        )
+    return PoolMembership.objects.get(hash=digest)
 
 
 def _pk(value: Any) -> Any:
     return getattr(value, "pk", value)
+
+
+def _charge_accounts(*, organization: Any, currency: str) -> dict[str, Account]:
+    """The four accounts a charge moves, locked in pk order, in one round trip."""
+    system = [Account.Kind.PLATFORM_REVENUE, Account.Kind.POOL_CLEARING, Account.Kind.ROUNDING]
+    for _ in range(2):
+        rows = list(
+            Account.objects.select_for_update()
+            .filter(
+                Q(kind__in=system, currency=currency, organization__isnull=True)
+                | Q(
+                    kind=Account.Kind.BUSINESS, currency=currency, organization_id=_pk(organization)
+                )
+            )
+            .order_by("pk")
+        )
+        found = {row.kind: row for row in rows}
+        if len(found) == 4:
+            return found
+        for kind in system:  # first charge in this currency: create what is missing
+            account_get(kind=kind, currency=currency)
+        business_account(organization=organization, currency=currency)
+    raise AssertionError("charge accounts could not be created")
 
 
 @transaction.atomic
@@ -146,10 +178,8 @@ def query_charge(*, query: Any, members: Any) -> Distribution:
     """Charge the business the query's price and record its distribution (idempotent on query).
 
     Called inside the queries code's release transaction with the pool's sorted member pks.
+    A refusal (InsufficientBalance) rolls back only this function's savepoint.
     """
-    existing = Distribution.objects.filter(query_id=query.pk).first()
-    if existing is not None:
-        return existing
     dataset = query.dataset
     price = dataset.price or {}
     currency = str(price.get("currency") or default_currency()).upper()
@@ -163,15 +193,15 @@ def query_charge(*, query: Any, members: Any) -> Distribution:
     pool_amount = gross - fee
     share, remainder = divmod(pool_amount, size) if size else (0, pool_amount)
     organization = query.organization
-    membership = membership_store(ranges=ranges)
-    lines = [Line(business_account(organization=organization, currency=currency), -gross)]
+    accounts = _charge_accounts(organization=organization, currency=currency)
+    lines = [Line(accounts[Account.Kind.BUSINESS], -gross)]
     for kind, amount in (
         (Account.Kind.PLATFORM_REVENUE, fee),
         (Account.Kind.POOL_CLEARING, share * size),
         (Account.Kind.ROUNDING, remainder),
     ):
         if amount:
-            lines.append(Line(account_get(kind=kind, currency=currency), amount))
+            lines.append(Line(accounts[kind], amount))
     if gross == 0:
         lines = []
     entry, created = entry_post(
@@ -179,9 +209,11 @@ def query_charge(*, query: Any, members: Any) -> Distribution:
         kind=JournalEntry.Kind.QUERY_CHARGE,
         memo=f"query {query.pk} on {dataset.slug}",
         lines=lines,
+        locked={account.pk: account for account in accounts.values()},
     )
     if not created:
         return Distribution.objects.get(query_id=query.pk)
+    membership = membership_store(ranges=ranges)
     distribution = Distribution.objects.create(
         query_id=query.pk,
         dataset=dataset,
@@ -198,27 +230,31 @@ def query_charge(*, query: Any, members: Any) -> Distribution:
         entry=entry,
     )
     actor = getattr(query, "requester", None)
-    audit_record(
-        action="payouts.query.charged",
-        actor=actor,
-        subject=f"query:{query.pk}",
-        dataset=dataset.slug,
-        payload={"amount": micro_format(gross), "currency": currency, "entry": entry.pk},
-    )
-    audit_record(
-        action="payouts.distribution.recorded",
-        actor=actor,
-        subject=f"query:{query.pk}",
-        dataset=dataset.slug,
-        payload={
-            "gross": micro_format(gross),
-            "fee": micro_format(fee),
-            "pool_size": size,
-            "share": micro_format(share),
-            "remainder": micro_format(remainder),
-            "currency": currency,
-            "membership_hash": membership.hash,
-        },
+    audit_record_many(
+        events=[
+            {
+                "action": "payouts.query.charged",
+                "actor": actor,
+                "subject": f"query:{query.pk}",
+                "dataset": dataset.slug,
+                "payload": {"amount": micro_format(gross), "currency": currency, "entry": entry.pk},
+            },
+            {
+                "action": "payouts.distribution.recorded",
+                "actor": actor,
+                "subject": f"query:{query.pk}",
+                "dataset": dataset.slug,
+                "payload": {
+                    "gross": micro_format(gross),
+                    "fee": micro_format(fee),
+                    "pool_size": size,
+                    "share": micro_format(share),
+                    "remainder": micro_format(remainder),
+                    "currency": currency,
+                    "membership_hash": membership.hash,
+                },
+            },
+        ]
     )
     crash_point("query_charge.before_commit")
     return distribution

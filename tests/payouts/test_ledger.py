@@ -67,7 +67,7 @@ def test_non_negative_account_is_never_overdrawn(db: Any, business_user: Any) ->
 
     business = business_account(organization=business_user.organization)
     _, revenue = _accounts()
-    with pytest.raises(InsufficientBalance):
+    with pytest.raises(InsufficientBalance), transaction.atomic():
         entry_post(key="t:5", kind="correction", lines=[Line(business, -1), Line(revenue, 1)])
     business.refresh_from_db()
     assert business.balance == 0
