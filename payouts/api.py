@@ -1,0 +1,289 @@
+"""REST endpoints of money: billing and top-ups (business), earnings and payout destination
+(contributor), distributions, settlements, payouts and reconciliation (compliance), and the
+providers' webhooks. Views parse, call one service or selector, and render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cleanroom.accounts.models import Contributor, Organization
+from cleanroom.errors import NotFound, ValidationFailed
+from cleanroom.permissions import IsBusiness, IsCompliance, IsContributor
+from payouts import selectors, services
+from payouts.disbursement import webhook_apply
+from payouts.models import Payout, Settlement
+from payouts.money import micro_format, micro_parse
+from payouts.providers import provider_get
+from payouts.providers.base import SignatureInvalid
+from payouts.reconcile import ledger_reconcile
+from payouts.settlement import settlement_proof
+
+
+def _organization(request: Request) -> Organization:
+    organization = getattr(request.user, "organization", None)
+    assert organization is not None  # IsBusiness: a business user always has one
+    return organization
+
+
+def _contributor(request: Request) -> Contributor:
+    return request.user.contributor  # type: ignore[union-attr]
+
+
+def _paging(request: Request) -> tuple[int, int]:
+    try:
+        limit = min(max(int(request.query_params.get("limit", 100)), 1), 1000)
+        offset = max(int(request.query_params.get("offset", 0)), 0)
+    except ValueError:
+        raise ValidationFailed("limit and offset are whole numbers.") from None
+    return limit, offset
+
+
+class ChargeOutput(serializers.Serializer):
+    query = serializers.IntegerField()
+    amount = serializers.CharField(help_text="decimal string, e.g. '6.000000'")
+    currency = serializers.CharField()
+    dataset = serializers.CharField()
+    epsilon = serializers.CharField()
+    at = serializers.DateTimeField()
+
+
+class BillingOutput(serializers.Serializer):
+    balance = serializers.CharField()
+    currency = serializers.CharField()
+    balances = serializers.JSONField()
+    charges = ChargeOutput(many=True)
+    top_ups = serializers.JSONField()
+
+
+class BillingApi(APIView):
+    permission_classes = [IsBusiness]
+
+    @extend_schema(responses=BillingOutput)
+    def get(self, request: Request) -> Response:
+        summary = selectors.billing_summary(organization=_organization(request))
+        return Response(BillingOutput(summary).data)
+
+
+class TopUpApi(APIView):
+    permission_classes = [IsBusiness]
+
+    class InputSerializer(serializers.Serializer):
+        amount = serializers.CharField(max_length=40, help_text="decimal string, e.g. '100.00'")
+        currency = serializers.CharField(max_length=3, required=False)
+        reference = serializers.CharField(
+            max_length=80, required=False, help_text="idempotency key of this top-up"
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        entry = serializers.IntegerField()
+        amount = serializers.CharField()
+        currency = serializers.CharField()
+        balance = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request: Request) -> Response:
+        if isinstance(request.data, dict) and isinstance(request.data.get("amount"), float):
+            micro_parse(request.data["amount"])  # refuses floats with a clear message
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        amount = micro_parse(data.validated_data["amount"])
+        currency = str(data.validated_data.get("currency") or services.default_currency()).upper()
+        if not currency.isalpha() or len(currency) != 3:
+            raise ValidationFailed(
+                "currency is a three-letter code such as 'EUR'.",
+                errors=[{"field": "currency", "message": "Three letters."}],
+            )
+        reference = data.validated_data.get("reference") or request.headers.get(
+            "Idempotency-Key", ""
+        )
+        organization = _organization(request)
+        entry = services.topup_record(
+            organization=organization,
+            amount=amount,
+            currency=currency,
+            actor=request.user,
+            reference=str(reference)[:80],
+        )
+        account = services.business_account(organization=organization, currency=currency)
+        return Response(
+            self.OutputSerializer(
+                {
+                    "entry": entry.pk,
+                    "amount": micro_format(amount),
+                    "currency": currency,
+                    "balance": micro_format(account.balance),
+                }
+            ).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class ShareOutput(serializers.Serializer):
+    query = serializers.IntegerField()
+    dataset = serializers.CharField()
+    purpose = serializers.CharField()
+    organization = serializers.CharField()
+    epsilon = serializers.CharField()
+    amount = serializers.CharField()
+    currency = serializers.CharField()
+    at = serializers.DateTimeField()
+    settlement = serializers.IntegerField(allow_null=True)
+
+
+class EarningsOutput(serializers.Serializer):
+    balance = serializers.CharField(help_text="earned and not yet paid out")
+    currency = serializers.CharField()
+    earned = serializers.CharField()
+    paid_out = serializers.CharField()
+    in_transit = serializers.CharField()
+    shares = ShareOutput(many=True)
+    payouts = serializers.JSONField()
+    settlements = serializers.JSONField(help_text="Merkle inclusion proofs of your lines")
+    payout_destination = serializers.JSONField(allow_null=True)
+
+
+class MyEarningsApi(APIView):
+    permission_classes = [IsContributor]
+
+    @extend_schema(responses=EarningsOutput)
+    def get(self, request: Request) -> Response:
+        detail = selectors.contributor_earnings_detail(contributor=_contributor(request))
+        return Response(EarningsOutput(detail).data)
+
+
+class PayoutDestinationApi(APIView):
+    permission_classes = [IsContributor]
+
+    class InputSerializer(serializers.Serializer):
+        holder_name = serializers.CharField(max_length=140)
+        iban = serializers.CharField(max_length=50)
+        provider = serializers.CharField(max_length=40, required=False, default="fake_bank")
+
+    @extend_schema(responses=serializers.JSONField())
+    def get(self, request: Request) -> Response:
+        view = selectors.destination_view(contributor=_contributor(request))
+        if view is None:
+            raise NotFound("You have not set a payout destination yet.")
+        return Response(view)
+
+    @extend_schema(request=InputSerializer, responses=serializers.JSONField())
+    def put(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        contributor = _contributor(request)
+        services.payout_destination_set(contributor=contributor, **data.validated_data)
+        return Response(selectors.destination_view(contributor=contributor))
+
+    post = put
+
+
+class PayoutsApi(APIView):
+    permission_classes = [IsCompliance]
+
+    @extend_schema(responses=serializers.JSONField())
+    def get(self, request: Request) -> Response:
+        limit, offset = _paging(request)
+        status_filter = request.query_params.get("status", "")
+        if status_filter and status_filter not in Payout.Status.values:
+            raise ValidationFailed(
+                f"status is one of {', '.join(Payout.Status.values)}.",
+                errors=[{"field": "status", "message": "Unknown status."}],
+            )
+        settlement = request.query_params.get("settlement")
+        if settlement is not None and not settlement.isdigit():
+            raise ValidationFailed("settlement is a settlement id.")
+        rows = selectors.payouts_list(
+            status=status_filter,
+            settlement=int(settlement) if settlement else None,
+            limit=limit,
+            offset=offset,
+        )
+        return Response({"payouts": rows, "limit": limit, "offset": offset})
+
+
+class DistributionsApi(APIView):
+    permission_classes = [IsCompliance]
+
+    @extend_schema(responses=serializers.JSONField())
+    def get(self, request: Request) -> Response:
+        limit, offset = _paging(request)
+        rows = selectors.distributions_list(limit=limit, offset=offset)
+        return Response({"distributions": rows, "limit": limit, "offset": offset})
+
+
+class SettlementsApi(APIView):
+    permission_classes = [IsCompliance]
+
+    @extend_schema(responses=serializers.JSONField())
+    def get(self, request: Request) -> Response:
+        limit, offset = _paging(request)
+        rows = selectors.settlements_list(limit=limit, offset=offset)
+        return Response({"settlements": rows, "limit": limit, "offset": offset})
+
+    @extend_schema(request=None, responses={202: serializers.JSONField()})
+    def post(self, request: Request) -> Response:
+        """Settle now (on demand): queued for a worker, like the periodic run."""
+        from payouts.tasks import settlement_run
+
+        user_pk = request.user.pk
+        transaction.on_commit(lambda: settlement_run.delay(requested_by=user_pk))
+        return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)
+
+
+class SettlementDetailApi(APIView):
+    permission_classes = [IsCompliance]
+
+    @extend_schema(responses=serializers.JSONField())
+    def get(self, request: Request, pk: int) -> Response:
+        settlement = Settlement.objects.filter(pk=pk).first()
+        if settlement is None:
+            raise NotFound(f"No settlement {pk}.")
+        out: dict[str, Any] = selectors.settlement_row(settlement)
+        contributor = request.query_params.get("contributor")
+        if contributor:
+            if not contributor.isdigit():
+                raise ValidationFailed("contributor is a contributor id.")
+            out["proof"] = settlement_proof(settlement=settlement, contributor_pk=int(contributor))
+        return Response(out)
+
+
+class ReconciliationApi(APIView):
+    permission_classes = [IsCompliance]
+
+    @extend_schema(responses=serializers.JSONField())
+    def get(self, request: Request) -> Response:
+        report = ledger_reconcile()
+        return Response(
+            {
+                "ok": report.ok,
+                "problems": report.problems,
+                "balances": report.balances,
+                "figures": report.figures,
+            }
+        )
+
+
+class WebhookApi(APIView):
+    """A provider posts its events here, signed (header X-Signature)."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(request=serializers.JSONField(), responses=serializers.JSONField())
+    def post(self, request: Request, provider: str) -> Response:
+        implementation = provider_get(provider)
+        try:
+            event = implementation.webhook_parse(
+                body=request.body, signature=request.headers.get("X-Signature", "")
+            )
+        except SignatureInvalid as error:
+            raise ValidationFailed(f"Webhook refused: {error}.") from None
+        return Response({"outcome": webhook_apply(provider=provider, event=event)})

@@ -1,0 +1,169 @@
+"""Portal pages of money: the business billing page (balance, top-up, charges), the
+contributor's earnings page (balance, shares, payouts, destination, proofs) and the
+compliance pages (distributions, settlements with "settle now", payouts, reconciliation).
+They call the same services and selectors as the API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.views.decorators.http import require_http_methods
+
+from cleanroom.errors import DomainError
+from payouts import selectors, services
+from payouts.money import micro_parse
+from payouts.reconcile import ledger_reconcile
+
+View = Callable[..., HttpResponse]
+
+
+def role_required(role: str) -> Callable[[View], View]:
+    def decorate(view: View) -> View:
+        @login_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if getattr(request.user, "role", None) != role:
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def bars_svg(values: list[tuple[str, float]], *, width: int = 640, height: int = 120) -> SafeString:
+    """A server-rendered bar chart (no script, no network); values are display-only."""
+    if not values:
+        return format_html("<p>No charges yet.</p>")
+    top = max(v for _, v in values) or 1.0
+    step = width / len(values)
+    bars = format_html_join(
+        "",
+        '<rect x="{}" y="{}" width="{}" height="{}" fill="#2457c5"><title>{}: {}</title></rect>',
+        (
+            (
+                f"{i * step + 1:.1f}",
+                f"{height - v / top * (height - 4):.1f}",
+                f"{max(step - 2, 1):.1f}",
+                f"{v / top * (height - 4):.1f}",
+                label,
+                f"{v:.6f}",
+            )
+            for i, (label, v) in enumerate(values)
+        ),
+    )
+    return format_html(
+        '<svg role="img" aria-label="charges per query" viewBox="0 0 {} {}" width="100%" '
+        'height="{}">{}</svg>',
+        width,
+        height,
+        height,
+        bars,
+    )
+
+
+@role_required("business")
+@require_http_methods(["GET", "POST"])
+def billing(request: HttpRequest) -> HttpResponse:
+    organization = getattr(request.user, "organization", None)
+    assert organization is not None  # a business user always belongs to one
+    error = ""
+    if request.method == "POST":
+        try:
+            amount = micro_parse(request.POST.get("amount", ""))
+            services.topup_record(
+                organization=organization,
+                amount=amount,
+                actor=request.user,
+                reference=request.POST.get("reference", "")[:80],
+            )
+        except DomainError as exc:
+            error = exc.detail
+        else:
+            messages.success(request, "Top-up recorded.")
+            return redirect("payouts:billing")
+    summary = selectors.billing_summary(organization=organization)
+    chart = bars_svg(
+        [(f"query {c['query']}", float(c["amount"])) for c in reversed(summary["charges"][:40])]
+    )
+    return render(
+        request,
+        "payouts/billing.html",
+        {"summary": summary, "error": error, "chart": chart},
+        status=400 if error else 200,
+    )
+
+
+@role_required("contributor")
+@require_http_methods(["GET", "POST"])
+def earnings(request: HttpRequest) -> HttpResponse:
+    contributor = request.user.contributor  # type: ignore[union-attr]
+    error = ""
+    if request.method == "POST":
+        try:
+            services.payout_destination_set(
+                contributor=contributor,
+                holder_name=request.POST.get("holder_name", ""),
+                iban=request.POST.get("iban", ""),
+            )
+        except DomainError as exc:
+            error = exc.detail
+        else:
+            messages.success(request, "Payout destination saved.")
+            return redirect("payouts:earnings")
+    detail = selectors.contributor_earnings_detail(contributor=contributor)
+    return render(
+        request,
+        "payouts/earnings.html",
+        {"detail": detail, "error": error},
+        status=400 if error else 200,
+    )
+
+
+@role_required("compliance")
+def distributions(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "payouts/distributions.html",
+        {"rows": selectors.distributions_list(limit=200)},
+    )
+
+
+@role_required("compliance")
+@require_http_methods(["GET", "POST"])
+def settlements(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        from payouts.tasks import settlement_run
+
+        user_pk = request.user.pk
+        transaction.on_commit(lambda: settlement_run.delay(requested_by=user_pk))
+        messages.success(request, "Settlement queued: it runs on a worker.")
+        return redirect("payouts:settlements")
+    return render(
+        request, "payouts/settlements.html", {"rows": selectors.settlements_list(limit=200)}
+    )
+
+
+@role_required("compliance")
+def payouts(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "")
+    return render(
+        request,
+        "payouts/payouts.html",
+        {"rows": selectors.payouts_list(status=status, limit=200), "status": status},
+    )
+
+
+@role_required("compliance")
+def reconciliation(request: HttpRequest) -> HttpResponse:
+    return render(request, "payouts/reconciliation.html", {"report": ledger_reconcile()})
