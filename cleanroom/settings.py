@@ -187,6 +187,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 )
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# Payouts: settle the distributions recorded since the last run, then pay who is due.
+CELERY_BEAT_SCHEDULE["payouts-settlement"] = {
+    "task": "payouts.tasks.settlement_run",
+    "schedule": env.int("CLEANROOM_SETTLEMENT_EVERY_SECONDS", default=3600),
+}
 CELERY_TIMEZONE = "UTC"
 
 LOGGING = {
