@@ -31,10 +31,14 @@ ROLES = ("business", "compliance", "contributor", "system", "admin")
 
 
 def _moment(name: str, value: str, *, end: bool) -> datetime:
-    parsed = parse_datetime(value)
+    try:
+        # A bare date first: parse_datetime would read it as midnight.
+        day = parse_date(value) if len(value) == 10 else None
+        parsed = None if day else parse_datetime(value)
+    except ValueError:  # well formed but impossible, e.g. month 13
+        parsed = day = None
     if parsed is not None:
         return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
-    day = parse_date(value)
     if day is None:
         raise ValidationFailed(
             f"{name} must be a date (2026-11-29) or an ISO date-time, not {value!r}.",

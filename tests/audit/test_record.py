@@ -131,5 +131,5 @@ def test_batched_appends_chain_like_single_ones() -> None:
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
     stored = list(AuditEvent.objects.order_by("seq"))
     assert [e.hash for e in stored] == [e.hash for e in events]
-    assert all(b.prev_hash == a.hash for a, b in zip(stored, stored[1:]))
+    assert all(b.prev_hash == a.hash for a, b in zip(stored, stored[1:], strict=False))
     assert audit_record_many(events=[]) == []

@@ -20,8 +20,6 @@ pytestmark = [
     pytest.mark.skipif(connection.vendor != "postgresql", reason="tampering uses PostgreSQL"),
 ]
 
-TABLE = "audit_auditevent"
-
 
 @pytest.fixture
 def log(every_five, compliance_user, make_log):
@@ -51,7 +49,7 @@ def rehashed(rows: list[AuditEvent], start: int, change) -> None:
         entry = chain.encode_entry(data)
         digest = chain.chain_hash(previous, chain.leaf_hash(entry))
         tamper(
-            f"UPDATE {TABLE} SET entry = %s, payload = %s, actor_role = %s, actor_id = %s, prev_hash = %s, hash = %s WHERE seq = %s",
+            "UPDATE audit_auditevent SET entry = %s, payload = %s, actor_role = %s, actor_id = %s, prev_hash = %s, hash = %s WHERE seq = %s",
             [
                 entry.decode(),
                 json.dumps(data["payload"]),
@@ -78,7 +76,7 @@ def test_an_edited_payload_is_named(log) -> None:
     data = json.loads(log[6].entry)
     data["payload"]["members"] = 999
     tamper(
-        f"UPDATE {TABLE} SET payload = %s, entry = %s WHERE seq = 7",
+        "UPDATE audit_auditevent SET payload = %s, entry = %s WHERE seq = 7",
         [json.dumps(data["payload"]), chain.encode_entry(data).decode()],
     )
     in_db, offline = both(7)
@@ -86,7 +84,7 @@ def test_an_edited_payload_is_named(log) -> None:
 
 
 def test_an_edit_to_the_displayed_columns_only_is_named_in_the_database(log) -> None:
-    tamper(f"UPDATE {TABLE} SET actor_id = '999' WHERE seq = 4")
+    tamper("UPDATE audit_auditevent SET actor_id = '999' WHERE seq = 4")
     report = log_verify()
     assert (report.ok, report.first_bad_entry) == (False, 4)
     assert "columns" in report.reason
@@ -95,15 +93,15 @@ def test_an_edit_to_the_displayed_columns_only_is_named_in_the_database(log) -> 
 
 
 def test_a_deleted_event_is_named(log) -> None:
-    tamper(f"DELETE FROM {TABLE} WHERE seq = 7")
+    tamper("DELETE FROM audit_auditevent WHERE seq = 7")
     in_db, offline = both(7)
     assert in_db.entries == offline.entries == 11
     assert "missing" in in_db.reason
 
 
 def test_an_inserted_event_is_named_even_when_its_hash_is_right(log) -> None:
-    tamper(f"UPDATE {TABLE} SET seq = -seq WHERE seq >= 7")
-    tamper(f"UPDATE {TABLE} SET seq = 1 - seq WHERE seq < 0")
+    tamper("UPDATE audit_auditevent SET seq = -seq WHERE seq >= 7")
+    tamper("UPDATE audit_auditevent SET seq = 1 - seq WHERE seq < 0")
     entry = chain.encode_entry(
         chain.make_entry(
             seq=7,
@@ -135,14 +133,14 @@ def test_an_inserted_event_is_named_even_when_its_hash_is_right(log) -> None:
 
 
 def test_two_reordered_events_are_named(log) -> None:
-    tamper(f"UPDATE {TABLE} SET seq = 0 WHERE seq = 7")
-    tamper(f"UPDATE {TABLE} SET seq = 7 WHERE seq = 8")
-    tamper(f"UPDATE {TABLE} SET seq = 8 WHERE seq = 0")
+    tamper("UPDATE audit_auditevent SET seq = 0 WHERE seq = 7")
+    tamper("UPDATE audit_auditevent SET seq = 7 WHERE seq = 8")
+    tamper("UPDATE audit_auditevent SET seq = 8 WHERE seq = 0")
     both(7)
 
 
 def test_a_truncated_tail_is_named_by_the_signed_checkpoint(log) -> None:
-    tamper(f"DELETE FROM {TABLE} WHERE seq > 10")
+    tamper("DELETE FROM audit_auditevent WHERE seq > 10")
     in_db, offline = both(11)
     assert in_db.entries == offline.entries == 10
     assert "checkpoint 12" in in_db.reason
@@ -158,7 +156,7 @@ def test_a_rehashed_forgery_of_the_tail_is_caught_by_the_checkpoints_and_named(l
 
 
 def test_a_whole_log_replaced_by_a_rehashed_forgery_is_caught(log) -> None:
-    tamper(f"DELETE FROM {TABLE}")
+    tamper("DELETE FROM audit_auditevent")
     previous = chain.GENESIS
     for event in log:  # the same story, one hour earlier, with another approver
         at = event.at.replace(hour=(event.at.hour + 23) % 24)
