@@ -162,6 +162,30 @@ def _construct_name(node: exp.Expression) -> str:
     return node.key.upper()
 
 
+_DDL_DML: tuple[type[exp.Expression], ...] = tuple(
+    getattr(exp, name)
+    for name in (
+        "Insert",
+        "Update",
+        "Delete",
+        "Create",
+        "Drop",
+        "Alter",
+        "Merge",
+        "TruncateTable",
+        "Command",
+        "Copy",
+        "Grant",
+        "Set",
+        "Use",
+        "Transaction",
+        "Commit",
+        "Rollback",
+    )
+    if hasattr(exp, name)
+)
+
+
 def _parse(sql: str) -> exp.Select:
     if not isinstance(sql, str) or not sql.strip():
         raise _refuse("The query is empty.")
@@ -183,8 +207,10 @@ def _parse(sql: str) -> exp.Select:
     if not isinstance(statement, exp.Select):
         if isinstance(statement, exp.Union | exp.Intersect | exp.Except):
             raise _refuse(f"{_construct_name(statement)} is not allowed: one SELECT only.")
-        kind = statement.key.upper()
-        raise _refuse(f"Only SELECT is allowed; {kind} statements (DDL/DML) are refused.")
+        if isinstance(statement, _DDL_DML):
+            kind = statement.key.upper()
+            raise _refuse(f"Only SELECT is allowed; {kind} statements (DDL/DML) are refused.")
+        raise _refuse("Only a SELECT statement is allowed.")
     return statement
 
 
