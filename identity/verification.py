@@ -475,6 +475,15 @@ def _presentation_from_ldp(document: dict[str, Any]) -> _Presentation:
 
 
 def _holder_controls(holder: str, verification_method: str) -> None:
+    if did_method(holder) == "key":
+        # A did:key document is generated from the DID itself: its one authentication method
+        # is `did:key:<id>#<id>`, so no resolution is needed to know what the holder controls.
+        if verification_method != f"{holder}#{holder.split(':', 2)[2]}":
+            raise PresentationRefused(
+                "not_signed_by_holder",
+                "the presentation is signed with a key the holder does not use for authentication",
+            )
+        return
     try:
         document = vc.did_resolve(holder)
     except vc.BackendError as exc:
