@@ -22,8 +22,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 GENESIS = bytes(32)
@@ -67,9 +68,12 @@ def perfect_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
     """All perfect subtree hashes: ``levels[l][i]`` is the node ``(l, i)``."""
     levels = [list(leaves)]
     current = levels[0]
+    sha = _sha256
     while len(current) > 1:
-        nh = node_hash
-        current = [nh(current[i], current[i + 1]) for i in range(0, len(current) - 1, 2)]
+        current = [
+            sha(b"\x01" + a + b).digest()
+            for a, b in zip(current[0::2], current[1::2], strict=False)
+        ]  # an odd last node waits
         levels.append(current)
     return levels
 
@@ -348,8 +352,23 @@ class Report:
         }
 
 
+Columns = tuple[Sequence[int], Sequence[bytes], Sequence[str], Sequence[str]]
+
+
+def columns_of(rows: Iterable[tuple[int, bytes, str, str]], size: int = 65536) -> Iterator[Columns]:
+    """Row tuples ``(seq, entry, prev_hash_hex, hash_hex)`` regrouped as column chunks."""
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, size)):
+        yield (
+            [r[0] for r in chunk],
+            [r[1] for r in chunk],
+            [r[2] for r in chunk],
+            [r[3] for r in chunk],
+        )
+
+
 def verify_log(
-    rows: Iterable[tuple[int, bytes, str, str]],
+    chunks: Iterable[Columns],
     checkpoints: Iterable[Checkpoint],
     public_key: Any,
     *,
@@ -357,10 +376,11 @@ def verify_log(
 ) -> Report:
     """Recompute the chain and the tree and check every checkpoint.
 
-    ``rows`` are ``(seq, entry, stored_prev_hash_hex, stored_hash_hex)`` in seq order.
-    ``witness_leaf(i)`` optionally returns the leaf hash recorded when leaf ``i`` (0-based) was
-    first checkpointed; it is trusted only if those witnesses rebuild the signed root, and then
-    it names the exact first altered entry inside a range that fails its checkpoint.
+    ``chunks`` are consecutive column chunks ``(seqs, entries, stored_prev_hash_hex,
+    stored_hash_hex)`` in seq order (see `columns_of`). ``witness_leaf(i)`` optionally returns
+    the leaf hash recorded when leaf ``i`` (0-based) was first checkpointed; it is trusted only
+    if those witnesses rebuild the signed root, and then it names the exact first altered
+    entry in a range that fails its checkpoint.
     The first bad entry is the smallest seq that is altered, missing, or not covered by a
     valid signature where one was expected.
     """
@@ -371,32 +391,45 @@ def verify_log(
     bad: int | None = None
     reason = ""
     problems: list[str] = []
-    expected = 1
     count = 0
-    for seq, entry, stored_prev, stored_hash in rows:
-        count += 1
-        if bad is not None:
+    # Whole chunks at a time: comprehensions, joins and string comparisons run in C.
+    for seqs, entries, stored_prevs, stored_hashes in chunks:
+        size = len(seqs)
+        count += size
+        if bad is not None or not size:
             continue  # only counting the rest
-        if seq != expected:
-            bad, reason = (
-                expected,
-                f"entry {expected} is missing or out of order (found {seq} in its place)",
-            )
+        first = len(leaves) + 1
+        chunk_leaves = [sha(b"\x00" + e).digest() for e in entries]
+        chunk_heads: list[bytes] = []
+        append = chunk_heads.append
+        p = previous
+        for leaf in chunk_leaves:
+            p = sha(p + leaf).digest()
+            append(p)
+        joined = b"".join(chunk_heads).hex()
+        expected_prevs = previous.hex() + joined[:-64]
+        if (
+            "".join(stored_hashes) == joined
+            and "".join(stored_prevs) == expected_prevs
+            and list(seqs) == list(range(first, first + size))
+        ):
+            leaves.extend(chunk_leaves)
+            heads.extend(chunk_heads)
+            previous = p
             continue
-        leaf = sha(b"\x00" + entry).digest()
-        current = sha(previous + leaf).digest()
-        if stored_prev != previous.hex():
-            bad, reason = seq, f"entry {seq}: its previous hash does not match entry {seq - 1}"
-            continue
-        if stored_hash != current.hex():
-            bad, reason = seq, f"entry {seq}: its content does not match its hash"
-            continue
-        leaves.append(leaf)
-        heads.append(current)
-        previous = current
-        expected += 1
-    if bad is not None:
-        problems.append(reason)
+        for i in range(size):
+            seq = first + i
+            if seqs[i] != seq:
+                bad = seq
+                reason = f"entry {seq} is missing or out of order (found {seqs[i]} in its place)"
+            elif stored_prevs[i] != expected_prevs[64 * i : 64 * i + 64]:
+                bad, reason = seq, f"entry {seq}: its previous hash does not match entry {seq - 1}"
+            elif stored_hashes[i] != joined[64 * i : 64 * i + 64]:
+                bad, reason = seq, f"entry {seq}: its content does not match its hash"
+            if bad is not None:
+                leaves.extend(chunk_leaves[:i])
+                heads.extend(chunk_heads[:i])
+                break
     valid_size = len(leaves)  # entries whose chain checks out
     tree = MerkleTree(leaves)
 

@@ -21,6 +21,7 @@ from audit.services import (
     checkpoint_as_chain,
     columns_match_entry,
 )
+from audit.verify import entry_line
 from cleanroom.errors import Conflict, NotFound, ValidationFailed
 
 EXPORT_FORMAT = "cleanroom-audit-export/1"
@@ -163,7 +164,9 @@ def log_verify() -> chain.Report:
             yield row[0], row[1].encode("utf-8"), row[2], row[3]
 
     checkpoints = [checkpoint_as_chain(c) for c in AuditCheckpoint.objects.order_by("tree_size")]
-    report = chain.verify_log(rows(), checkpoints, keys.public_key(), witness_leaf=_StoredLeaves())
+    report = chain.verify_log(
+        chain.columns_of(rows()), checkpoints, keys.public_key(), witness_leaf=_StoredLeaves()
+    )
     if columns_bad and (report.first_bad_entry is None or columns_bad[0] < report.first_bad_entry):
         why = f"entry {columns_bad[0]}: its columns no longer say what its hashed entry says"
         report.ok = False
@@ -293,12 +296,11 @@ def export_lines() -> Iterator[bytes]:
         for seq, digest, previous, entry in rows:
             witness = witnesses.get(seq - 1)
             out.append(
-                b'{"kind":"entry","hash":"%s","prev_hash":"%s","witness":%s,"entry":%s}\n'
-                % (
-                    digest.encode(),
-                    previous.encode(),
-                    b'"' + bytes(witness).hex().encode() + b'"' if witness is not None else b"null",
-                    entry.encode("utf-8"),
+                entry_line(
+                    digest=digest,
+                    previous=previous,
+                    witness=bytes(witness) if witness is not None else None,
+                    entry=entry.encode("utf-8"),
                 )
             )
         yield b"".join(out)
