@@ -1,0 +1,159 @@
+"""Attacks on the clean room: each is refused, or answered only with calibrated noise."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from cleanroom.queries import dp
+from cleanroom.queries.models import Query
+from cleanroom.queries.services import query_execute
+from cleanroom.queries.sql import compile_sql
+from tests.queries.conftest import SCHEMA, budget_state, rows_for
+
+TARGET = {"age": 77, "region": "north", "income": 123456.0, "household_size": 9, "owns_home": True}
+TARGETING = "SELECT COUNT(*) AS n FROM households WHERE age = 77 AND household_size = 9"
+
+
+def run(api: Any, user: Any, sql: str, epsilon: float = 0.5) -> Query:
+    response = api(user).post(
+        "/api/v1/queries/", {"dataset": "households", "sql": sql, "epsilon": epsilon}, format="json"
+    )
+    assert response.status_code == 202, response.json()
+    query_execute(query_id=response.json()["id"])
+    return Query.objects.get(pk=response.json()["id"])
+
+
+def with_target(pool_dataset: Any, **policy: Any) -> Any:
+    records = [rows_for(i) for i in range(6)] + [[TARGET]]
+    return pool_dataset(records=records, policy=policy or None)
+
+
+def test_single_person_targeting_gets_only_noise(pool_dataset: Any, business_user: Any, api: Any) -> None:
+    with_target(pool_dataset)
+    query = run(api, business_user, TARGETING)
+    (row,) = query.result["rows"]
+    (interval,) = [cell for cell in query.result["accuracy"][0] if cell]
+    # The 95% interval is far wider than the one person it could reveal.
+    assert interval[1] - interval[0] > 10
+    assert query.result["column_accuracy"][0]["half_width"] > 10
+
+
+def test_targeting_answers_are_indistinguishable_with_or_without_the_person() -> None:
+    plan = compile_sql(TARGETING, table="households", schema=SCHEMA)
+    mechanism = dp.mechanism_build(
+        plan=plan, unit=dp.PrivacyUnit(max_rows_per_contributor=3, max_rows=10_000), epsilon=0.5
+    )
+    base = [dict(r, contributor_id=i) for i in range(30) for r in rows_for(i)]
+    target = [dict(TARGET, contributor_id=99)]
+
+    def answers(rows: list[dict[str, Any]]) -> np.ndarray:
+        frame = pl.DataFrame(rows).lazy()
+        return np.array(
+            [dp.mechanism_release(mechanism=mechanism, frame=frame).rows[0][0] for _ in range(300)]
+        )
+
+    without, with_person = answers(base), answers(base + target)
+    p_without, p_with = float(np.mean(without >= 1)), float(np.mean(with_person >= 1))
+    assert 0.2 < p_without < 0.8 and 0.2 < p_with < 0.8
+    # epsilon = 0.5 bounds the odds ratio by e^0.5 = 1.65; sampling slack on top.
+    assert max(p_with, p_without) / min(p_with, p_without) < 1.65 * 1.35
+
+
+def test_differencing_two_queries_pays_twice_and_gets_two_noises(
+    pool_dataset: Any, business_user: Any, api: Any
+) -> None:
+    dataset = with_target(pool_dataset)
+    everyone = run(api, business_user, "SELECT COUNT(*) AS n FROM households")
+    all_but = run(
+        api,
+        business_user,
+        "SELECT COUNT(*) AS n FROM households WHERE NOT (age = 77 AND household_size = 9)",
+    )
+    dataset.refresh_from_db()
+    assert dataset.spent_epsilon == Decimal("1.0")
+    for query in (everyone, all_but):
+        low, high = query.result["accuracy"][0][0]
+        assert high - low > 10
+
+
+def test_averaging_a_repeated_query_is_stopped_by_the_budget(
+    pool_dataset: Any, business_user: Any, api: Any
+) -> None:
+    dataset = pool_dataset(policy={"total_epsilon": "1", "max_query_epsilon": "0.2"})
+    body = {"dataset": "households", "sql": TARGETING, "epsilon": 0.2}
+    statuses = [api(business_user).post("/api/v1/queries/", body, format="json").status_code for _ in range(8)]
+    assert statuses == [202] * 5 + [400] * 3
+    dataset.refresh_from_db()
+    assert dataset.spent_epsilon == dataset.total_epsilon == Decimal("1")
+
+
+def test_tiny_groups_are_released_only_with_noise(pool_dataset: Any, business_user: Any, api: Any) -> None:
+    # "west" holds a single contributor.
+    records = [rows_for(0), rows_for(1), rows_for(2), rows_for(4), rows_for(5), rows_for(3)[:1]]
+    pool_dataset(records=records)
+    query = run(api, business_user, "SELECT region, COUNT(*) AS n, AVG(income) AS m FROM households GROUP BY region")
+    west = query.result["rows"][3]
+    assert west[0] == "west"
+    n_low, n_high = query.result["accuracy"][3][1]
+    m_low, m_high = query.result["accuracy"][3][2]
+    assert n_high - n_low > 10
+    assert (m_low, m_high) == (0.0, 200000.0)  # the mean of a tiny group says nothing
+
+
+def test_histogram_with_one_bin_per_value_is_refused(
+    households: Any, business_user: Any, api: Any
+) -> None:
+    before = budget_state(households)
+    response = api(business_user).post(
+        "/api/v1/queries/",
+        {
+            "dataset": "households",
+            "sql": "SELECT WIDTH_BUCKET(household_size, 1, 13, 12) AS b, COUNT(*) FROM households GROUP BY b",
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "one bin per value" in response.json()["detail"]
+    assert budget_state(households) == before
+
+
+def test_grouping_by_the_contributor_or_a_private_column_is_refused(
+    households: Any, business_user: Any, api: Any
+) -> None:
+    before = budget_state(households)
+    for sql in (
+        "SELECT contributor_id, COUNT(*) FROM households GROUP BY contributor_id",
+        "SELECT age, COUNT(*) FROM households GROUP BY age",
+        "SELECT income FROM households WHERE age = 77",
+    ):
+        response = api(business_user).post(
+            "/api/v1/queries/", {"dataset": "households", "sql": sql}, format="json"
+        )
+        assert response.status_code == 400, sql
+    assert budget_state(households) == before
+
+
+def test_sql_injection_in_every_field_changes_nothing(
+    households: Any, business_user: Any, compliance_user: Any, api: Any
+) -> None:
+    before = budget_state(households)
+    client = api(business_user)
+    payloads = [
+        {"dataset": "households; DROP TABLE queries_query", "sql": "SELECT COUNT(*) FROM households"},
+        {"dataset": "households", "sql": "SELECT COUNT(*) FROM households WHERE region = '' OR 1=1 --'"},
+        {"dataset": "households", "sql": "SELECT COUNT(*) FROM households WHERE region = 'x'; DELETE FROM datasets_dataset"},
+        {"dataset": "households", "sql": "SELECT COUNT(*) FROM households", "epsilon": "0.1); DROP TABLE x; --"},
+        {"dataset": "households", "sql": "SELECT pg_sleep(10) FROM households"},
+        {"dataset": "households", "sql": "SELECT COUNT(*) FROM households WHERE region = U&'\\0041'"},
+    ]
+    for payload in payloads:
+        response = client.post("/api/v1/queries/", payload, format="json")
+        assert response.status_code in (400, 404), payload
+    assert client.get("/api/v1/queries/?status=' OR '1'='1").status_code == 400
+    assert client.get("/api/v1/queries/1 OR 1=1/").status_code == 404
+    assert api(compliance_user).post("/api/v1/queries/1%20OR%201=1/reject/", {"reason": "x"}).status_code == 404
+    assert budget_state(households) == before

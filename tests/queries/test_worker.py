@@ -1,0 +1,76 @@
+"""Job paths through a real Celery worker process (never eager mode)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from audit.models import AuditEvent
+from cleanroom.queries.models import BudgetCharge, Query, QueryPool
+
+pytestmark = pytest.mark.worker
+
+SQL = "SELECT region, COUNT(*) AS n, AVG(income) AS mean_income FROM households GROUP BY region"
+
+
+def wait_for(pk: int, statuses: tuple[str, ...] = ("released", "failed"), timeout: float = 60) -> Query:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        query = Query.objects.get(pk=pk)
+        if query.status in statuses:
+            return query
+        time.sleep(0.2)
+    raise AssertionError(f"query {pk} is still {Query.objects.get(pk=pk).status}")
+
+
+def test_submit_is_released_by_the_worker(
+    worker: Any, pool_dataset: Any, business_user: Any, other_business_user: Any, api: Any
+) -> None:
+    pool_dataset()
+    response = api(business_user).post(
+        "/api/v1/queries/", {"dataset": "households", "sql": SQL, "epsilon": 0.5}, format="json"
+    )
+    assert response.status_code == 202
+    pk = response.json()["id"]
+    query = wait_for(pk)
+    assert query.status == "released", (query.error, worker.log_tail())
+    body = api(business_user).get(f"/api/v1/queries/{pk}/").json()
+    assert body["status"] == "released" and body["progress"] == 100
+    assert body["result"]["columns"] == ["region", "n", "mean_income"]
+    assert len(body["result"]["rows"]) == 4
+    assert body["price"] == "6.500000"
+    assert api(other_business_user).get(f"/api/v1/queries/{pk}/").status_code == 404
+    from payouts.models import Distribution
+
+    assert Distribution.objects.filter(query_id=pk).count() == 1
+
+
+def test_approved_query_runs_and_duplicate_deliveries_run_it_once(
+    worker: Any, pool_dataset: Any, business_user: Any, compliance_user: Any, api: Any
+) -> None:
+    from cleanroom.queries.tasks import query_execute_task
+
+    pool_dataset(policy={"auto_approve": False})
+    pk = api(business_user).post(
+        "/api/v1/queries/", {"dataset": "households", "sql": SQL, "epsilon": 0.5}, format="json"
+    ).json()["id"]
+    time.sleep(1)
+    assert Query.objects.get(pk=pk).status == "pending_approval"
+    approved = api(compliance_user).post(f"/api/v1/queries/{pk}/approve/", {"reason": "ok"}, format="json")
+    assert approved.status_code == 200
+    # Two more deliveries of the same job, as a broker redelivery would send.
+    query_execute_task.delay(pk)
+    query_execute_task.delay(pk)
+    query = wait_for(pk)
+    assert query.status == "released", (query.error, worker.log_tail())
+    time.sleep(2)  # let the duplicates finish
+    assert QueryPool.objects.filter(query_id=pk).count() == 1
+    assert BudgetCharge.objects.get(query_id=pk).state == "charged"
+    assert AuditEvent.objects.filter(subject=f"query:{pk}", action="cleanroom.query.released").count() == 1
+    assert AuditEvent.objects.filter(subject=f"query:{pk}", action="cleanroom.query.running").count() == 1
+    from payouts.models import Distribution
+
+    assert Distribution.objects.filter(query_id=pk).count() == 1
+    assert Query.objects.get(pk=pk).result == query.result
