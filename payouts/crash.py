@@ -1,17 +1,21 @@
 """Named crash points for the exactly-once tests: SIGKILL the worker at a chosen place.
 
-Active only in a test worker (``CLEANROOM_TEST_WORKER=1``) whose environment names the
-point (``CLEANROOM_CRASH_AT``). ``CLEANROOM_CRASH_MARKER`` is a file created just before
-dying, so the point fires once and the redelivered task runs through.
-``CLEANROOM_CRASH_SCOPE=worker`` (default) kills the whole worker process group, as a
-lost machine would (the message stays unacked until the broker redelivers it);
-``child`` kills only the pool process (the parent rejects and requeues the message).
+Active only in a test worker (``CLEANROOM_TEST_WORKER=1``). The plan comes from the
+environment (``CLEANROOM_CRASH_AT``, ``CLEANROOM_CRASH_SCOPE``, ``CLEANROOM_CRASH_MARKER``)
+or from a JSON file named by ``CLEANROOM_CRASH_PLAN`` (``{"at", "scope", "marker"}``), which
+a test rewrites between cases without restarting the worker. The marker file is created
+just before dying, so a point fires once and the redelivered task runs through.
+Scope ``worker`` (default) kills the whole worker process group, as a lost machine would
+(the message stays unacked until the broker redelivers it); ``child`` kills only the pool
+process (the parent rejects and requeues the message).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+from pathlib import Path
 
 POINTS = (
     "query_charge.before_commit",
@@ -22,13 +26,28 @@ POINTS = (
 )
 
 
+def _plan() -> dict[str, str]:
+    path = os.environ.get("CLEANROOM_CRASH_PLAN", "")
+    if path:
+        try:
+            plan = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in plan.items()} if isinstance(plan, dict) else {}
+    return {
+        "at": os.environ.get("CLEANROOM_CRASH_AT", ""),
+        "scope": os.environ.get("CLEANROOM_CRASH_SCOPE", "worker"),
+        "marker": os.environ.get("CLEANROOM_CRASH_MARKER", ""),
+    }
+
+
 def crash_point(name: str) -> None:
-    if (
-        os.environ.get("CLEANROOM_TEST_WORKER") != "1"
-        or os.environ.get("CLEANROOM_CRASH_AT") != name
-    ):
+    if os.environ.get("CLEANROOM_TEST_WORKER") != "1":
         return
-    marker = os.environ.get("CLEANROOM_CRASH_MARKER", "")
+    plan = _plan()
+    if plan.get("at") != name:
+        return
+    marker = plan.get("marker", "")
     if marker:
         try:
             fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -37,6 +56,6 @@ def crash_point(name: str) -> None:
         os.write(fd, name.encode())
         os.fsync(fd)
         os.close(fd)
-    if os.environ.get("CLEANROOM_CRASH_SCOPE", "worker") == "worker":
+    if plan.get("scope", "worker") == "worker":
         os.killpg(os.getpgrp(), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
