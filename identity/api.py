@@ -63,17 +63,26 @@ class PresentationResponseApi(APIView):
     permission_classes = [AllowAny]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PresentationResponseInput"
+
         vp_token = serializers.JSONField(
             help_text="The presentation: a JSON object or a JWT string."
         )
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PresentationResponseOutput"
+
         verified = serializers.BooleanField()
         did = serializers.CharField()
         token = serializers.CharField()
         credentials = serializers.ListField(child=serializers.CharField())
 
     class RefusedSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PresentationResponseRefused"
+
         verified = serializers.BooleanField()
         type = serializers.CharField()
         title = serializers.CharField()
@@ -133,6 +142,9 @@ class TrustedIssuerListApi(APIView):
     permission_classes = [IsCompliance]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TrustedIssuerCreateInput"
+
         did = serializers.CharField(max_length=500)
         name = serializers.CharField(max_length=200)
         credential_types = serializers.ListField(
@@ -156,6 +168,9 @@ class TrustedIssuerDetailApi(APIView):
     permission_classes = [IsCompliance]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TrustedIssuerUpdateInput"
+
         name = serializers.CharField(max_length=200)
         credential_types = serializers.ListField(
             child=serializers.CharField(max_length=100), allow_empty=False

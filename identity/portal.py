@@ -72,7 +72,7 @@ def join_status(request: HttpRequest, request_id: str) -> HttpResponse:
             messages.success(
                 request, "Your wallet checked out: you are signed in as a contributor."
             )
-            response = HttpResponse(status=204)
+            response = HttpResponse("Signed in.")
             response["HX-Redirect"] = reverse("portal:home")
             return response
     state = "expired" if presentation_request.expires_at <= timezone.now() else "waiting"

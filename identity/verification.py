@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,6 +47,8 @@ LDP_PROOF_TYPES = (
     "EcdsaSecp256r1Signature2019",
 )
 JWT_ALGORITHMS = ("EdDSA", "ES256", "ES256K")
+# didkit's error texts may quote verification methods; a holder's DID must not reach the log.
+DID_PATTERN = re.compile(r"did:[a-z0-9]+:[A-Za-z0-9._%:#-]+")
 # Clocks of wallets and issuers drift a little; a credential is never stretched by more.
 CLOCK_SKEW = timedelta(seconds=60)
 
@@ -180,6 +183,10 @@ def _check_data_model(document: dict[str, Any], what: str) -> None:
             f"{what} does not start its @context with {CREDENTIALS_V1} (unsupported data model)",
             unsupported=True,
         )
+
+
+def _library_errors(errors: list[str]) -> str:
+    return "; ".join(DID_PATTERN.sub("<DID>", e) for e in errors)
 
 
 def did_method(did: str) -> str | None:
@@ -574,13 +581,13 @@ def presentation_verify(
     if report.presentation:
         raise PresentationRefused(
             "bad_presentation_signature",
-            f"the presentation's signature does not verify ({'; '.join(report.presentation)})",
+            f"the presentation's signature does not verify ({_library_errors(report.presentation)})",
         )
     for credential, errors in zip(credentials, report.credentials, strict=True):
         if errors:
             raise PresentationRefused(
                 "bad_credential_signature",
-                f"credential {credential.number}'s signature does not verify ({'; '.join(errors)})",
+                f"credential {credential.number}'s signature does not verify ({_library_errors(errors)})",
             )
     for credential in credentials:
         if credential.status is None:
@@ -703,7 +710,7 @@ def _status_list_load(
     errors = vc.credential_verify(document)
     if errors:
         raise statuslist.StatusError(
-            f"the status list's signature does not verify ({'; '.join(errors)})"
+            f"the status list's signature does not verify ({_library_errors(errors)})"
         )
     body_doc = (
         document

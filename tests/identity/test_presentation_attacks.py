@@ -355,3 +355,12 @@ def test_jwt_presentation_with_wrong_nonce(
         jwt=True,
     )
     assert_refused(submit(request_object, vp), "wrong_nonce", presentation_request)
+
+
+def test_library_error_texts_lose_dids_before_reaching_the_log():
+    from identity.verification import _library_errors
+
+    text = _library_errors(
+        ["Missing verification relationship. Issuer: did:key:z6MkAbc#z6MkAbc. Proof purpose: x"]
+    )
+    assert "did:key" not in text and "<DID>" in text
