@@ -154,6 +154,7 @@ def http_fetch(url: str, *, policy: FetchPolicy) -> bytes:
                 "GET", url, headers={"Accept": "application/vc+ld+json, application/json"}
             ) as response,
         ):
+            _peer_check(response, url, policy=policy)
             if response.status_code != 200:
                 raise StatusFetchError(
                     f"the status list at {url} answered HTTP {response.status_code}"
@@ -177,6 +178,17 @@ def http_fetch(url: str, *, policy: FetchPolicy) -> bytes:
         raise StatusFetchError(
             f"the status list at {url} is unreachable ({exc.__class__.__name__})"
         ) from exc
+
+
+def _peer_check(response: httpx.Response, url: str, *, policy: FetchPolicy) -> None:
+    """The address we actually connected to must be public too (DNS may have changed since
+    `url_check` resolved it): checked before any of the body is read."""
+    if policy.allow_private_addresses:
+        return
+    stream = response.extensions.get("network_stream")
+    peer = stream.get_extra_info("server_addr") if stream is not None else None
+    if not peer or not _address_is_public(str(peer[0])):
+        raise StatusFetchError(f"the status list host of {url} is a private or loopback address")
 
 
 class StatusListCache:

@@ -212,3 +212,23 @@ def test_tampered_status_list_is_refused(
         presentation_request,
     )
     assert "signature does not verify" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("peer", "refused"),
+    [(("127.0.0.1", 443), True), (("10.0.0.5", 443), True), (("93.184.215.14", 443), False)],
+)
+def test_the_connected_peer_is_checked_too(peer, refused):
+    """DNS may answer differently at connect time than at check time (rebinding)."""
+    import httpx
+
+    class Stream:
+        def get_extra_info(self, key):
+            return peer if key == "server_addr" else None
+
+    response = httpx.Response(200, extensions={"network_stream": Stream()})
+    if refused:
+        with pytest.raises(StatusFetchError, match="private or loopback"):
+            statuslist._peer_check(response, "https://status.example/l", policy=FetchPolicy())
+    else:
+        statuslist._peer_check(response, "https://status.example/l", policy=FetchPolicy())
