@@ -277,8 +277,11 @@ def _credential_from_jwt(token: str, number: int) -> _Credential:
         raise PresentationRefused("wrong_signer", f"{what} is not signed by its issuer")
     subject = body.get("credentialSubject")
     subject_id = claims.get("sub")
-    if isinstance(subject, dict) and "id" in subject and subject.get("id") != subject_id:
-        raise PresentationRefused("malformed", f"{what}: sub and credentialSubject.id disagree")
+    if isinstance(subject, dict) and "id" in subject:
+        if subject_id is None:
+            subject_id = subject.get("id")
+        elif subject.get("id") != subject_id:
+            raise PresentationRefused("malformed", f"{what}: sub and credentialSubject.id disagree")
     if isinstance(subject, list):
         raise PresentationRefused(
             "unsupported_subject", f"{what} has several subjects", unsupported=True
@@ -433,6 +436,11 @@ def _presentation_from_jwt(token: str) -> _Presentation:
         raise PresentationRefused(
             "not_signed_by_holder", "the presentation is not signed by its holder"
         )
+    now = datetime.now(UTC)
+    if "exp" in claims and _epoch(claims["exp"], "exp", "the presentation") <= now:
+        raise PresentationRefused("expired", "the presentation has expired")
+    if "nbf" in claims and _epoch(claims["nbf"], "nbf", "the presentation") > now + CLOCK_SKEW:
+        raise PresentationRefused("not_yet_valid", "the presentation is not valid yet")
     audience = claims.get("aud")
     if isinstance(audience, list):
         audience = audience[0] if len(audience) == 1 else None

@@ -364,3 +364,33 @@ def test_library_error_texts_lose_dids_before_reaching_the_log():
         ["Missing verification relationship. Issuer: did:key:z6MkAbc#z6MkAbc. Proof purpose: x"]
     )
     assert "did:key" not in text and "<DID>" in text
+
+
+def _with_claims(token: str, **claims) -> str:
+    import base64
+
+    header, payload, signature = token.split(".")
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    data.update(claims)
+    encoded = base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    return ".".join([header, encoded, signature])
+
+
+def test_expired_jwt_presentation(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
+    vp = wallet.present(request_object, credential=issuer.issue(subject=wallet.did, jwt=True))
+    body = assert_refused(
+        submit(request_object, _with_claims(vp, exp=1_600_000_000)), "expired", presentation_request
+    )
+    assert body["detail"] == "the presentation has expired"
+
+
+def test_jwt_presentation_with_edited_claims_fails_its_signature(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit
+):
+    vp = wallet.present(request_object, credential=issuer.issue(subject=wallet.did, jwt=True))
+    edited = _with_claims(vp, jti="urn:uuid:edited")
+    assert_refused(
+        submit(request_object, edited), "bad_presentation_signature", presentation_request
+    )
