@@ -55,6 +55,9 @@ class PresentationRequest(models.Model):
     last_refusal = models.CharField(max_length=500, blank=True)
 
     class Meta:
+        indexes = [
+            models.Index(fields=["status", "expires_at"], name="presentation_request_expiry")
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=(

@@ -62,12 +62,30 @@ def _ttl() -> timedelta:
 @transaction.atomic
 def presentation_request_create(*, credential_type: str | None = None) -> PresentationRequest:
     """A new request: a fresh single-use nonce, our origin as domain, the onboarding type."""
+    presentation_requests_purge()
     return PresentationRequest.objects.create(
         nonce=secrets.token_urlsafe(32),
         domain=settings.CLEANROOM_ORIGIN,
         credential_type=credential_type or settings.CLEANROOM_ONBOARDING_CREDENTIAL,
         expires_at=timezone.now() + _ttl(),
     )
+
+
+def presentation_requests_purge(*, limit: int = 200) -> int:
+    """Forget unanswered requests a day after they expired (anyone may start one, so they
+    must not pile up); answered ones stay, they tie a contributor to their sign-in."""
+    cutoff = timezone.now() - timedelta(days=1)
+    stale = list(
+        PresentationRequest.objects.filter(
+            status=PresentationRequest.Status.PENDING, expires_at__lt=cutoff
+        ).values_list("pk", flat=True)[:limit]
+    )
+    if not stale:
+        return 0
+    deleted, _ = PresentationRequest.objects.filter(
+        pk__in=stale, status=PresentationRequest.Status.PENDING
+    ).delete()
+    return deleted
 
 
 def presentation_request_fetch(*, request_id: UUID | str) -> PresentationRequest:

@@ -165,3 +165,29 @@ def Wallet_other_did() -> str:  # noqa: N802
     from identity.wallet.core import Wallet
 
     return Wallet.generate().did
+
+
+def test_stale_unanswered_requests_are_purged(
+    trusted_issuer, issuer, wallet, request_object, submit
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from identity import services
+
+    answered = PresentationRequest.objects.get(pk=request_object["id"])
+    submit(
+        request_object, wallet.present(request_object, credential=issuer.issue(subject=wallet.did))
+    )
+    stale = services.presentation_request_create()
+    recent = services.presentation_request_create()
+    long_ago = timezone.now() - timedelta(days=2)
+    PresentationRequest.objects.filter(pk__in=[stale.pk, answered.pk]).update(expires_at=long_ago)
+    PresentationRequest.objects.filter(pk=recent.pk).update(
+        expires_at=timezone.now() - timedelta(hours=1)
+    )
+    services.presentation_request_create()
+    remaining = set(PresentationRequest.objects.values_list("pk", flat=True))
+    assert stale.pk not in remaining
+    assert {answered.pk, recent.pk} <= remaining
