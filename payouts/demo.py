@@ -1,7 +1,71 @@
-"""Demo data of payouts for `manage.py seed_demo`."""
+"""Demo data of payouts for `manage.py seed_demo` (idempotent).
+
+Runs after the queries demo: gives the demo business (``acme``) a prepaid balance, gives
+demo contributors a payout destination, then settles whatever the released demo queries
+distributed and pays who is due, in-process (no worker needed for the seed).
+"""
+
+from __future__ import annotations
 
 from typing import Any
 
+from cleanroom.accounts.models import Contributor, User
+from cleanroom.errors import DomainError
+from payouts.disbursement import payout_send, payouts_create, webhooks_pull
+from payouts.models import Distribution, PayoutDestination
+from payouts.money import micro_format
+from payouts.providers.base import ProviderError
+from payouts.services import business_account, payout_destination_set, topup_record
+from payouts.settlement import settlement_open, settlement_process
+
+DEMO_BUSINESS = "acme"
+DEMO_PREPAID = 500_000_000  # 500.00 in the default currency
+DEMO_IBAN = "DE89 3704 0044 0532 0130 00"  # the textbook example IBAN
+
 
 def seed(*, stdout: Any = None) -> list[str]:
-    return []
+    lines: list[str] = []
+    business = User.objects.filter(username=DEMO_BUSINESS, role="business").first()
+    if business is not None and business.organization is not None:
+        topup_record(
+            organization=business.organization,
+            amount=DEMO_PREPAID,
+            actor=None,
+            reference="payouts-demo-prepaid",
+        )
+        account = business_account(organization=business.organization)
+        lines.append(
+            f"Billing: {business.organization.name} prepaid balance "
+            f"{micro_format(account.balance)} {account.currency} (portal /billing/)"
+        )
+    for contributor in Contributor.objects.exclude(
+        pk__in=PayoutDestination.objects.values("contributor_id")
+    ).order_by("pk")[:100]:
+        payout_destination_set(
+            contributor=contributor, holder_name="Demo contributor", iban=DEMO_IBAN
+        )
+    currencies = sorted(
+        set(Distribution.objects.filter(settlement__isnull=True).values_list("currency", flat=True))
+    )
+    for currency in currencies:
+        settlement = settlement_open(currency=currency)
+        if settlement is None:
+            continue
+        settlement = settlement_process(settlement_id=settlement.pk)
+        paid = 0
+        for payout_id in payouts_create(settlement=settlement):
+            try:
+                paid += payout_send(payout_id=payout_id) in ("sent", "paid")
+            except (ProviderError, DomainError) as error:
+                lines.append(f"Payouts: payout {payout_id} not sent yet: {error}")
+        webhooks_pull(provider="fake_bank")
+        lines.append(
+            f"Settlement {settlement.pk}: {settlement.distribution_count} queries, "
+            f"{settlement.contributor_count} contributors, {micro_format(settlement.total_amount)} "
+            f"{currency}, {paid} payouts sent (portal /money/settlements/)"
+        )
+    if not currencies:
+        lines.append(
+            "Payouts: no released query to settle yet (settlement runs hourly or on demand)."
+        )
+    return lines
