@@ -86,6 +86,7 @@ def test_decimals_become_strings_as_stored_and_hashed() -> None:
         ({"action": ""}, ValueError),
         ({"action": "a.b", "payload": {"x": float("nan")}}, ValueError),
         ({"action": "a.b", "payload": ["not", "a", "dict"]}, TypeError),
+        ({"action": "a.b", "payload": {"x": "nul\x00"}}, ValueError),
     ],
 )
 def test_a_malformed_event_is_refused_and_nothing_is_appended(kwargs, error) -> None:
@@ -133,3 +134,49 @@ def test_batched_appends_chain_like_single_ones() -> None:
     assert [e.hash for e in stored] == [e.hash for e in events]
     assert all(b.prev_hash == a.hash for a, b in zip(stored, stored[1:], strict=False))
     assert audit_record_many(events=[]) == []
+
+
+def test_the_entry_is_exactly_the_canonical_encoding_of_its_fields(compliance_user) -> None:
+    """On PostgreSQL the database splices seq and time into the entry: it must still be the
+    canonical encoding, whatever the payload holds (unicode, nested keys named like ours)."""
+    payload = {
+        "seq": 5,
+        "subject": "x",
+        "at": "\\u0000at\\u0000",
+        "note": 'é "quoted" \\ 😀',
+        "nested": {"seq": [1, 2]},
+    }
+    event = audit_record(
+        action="cleanroom.dataset.updated",
+        actor=compliance_user,
+        subject='dataset:"odd"',
+        dataset="d",
+        payload=payload,
+    )
+    stored = AuditEvent.objects.get(seq=event.seq)
+    expected = chain.encode_entry(
+        chain.make_entry(
+            seq=stored.seq,
+            at=chain.format_time(stored.at),
+            actor_role="compliance",
+            actor_id=str(compliance_user.pk),
+            action="cleanroom.dataset.updated",
+            subject='dataset:"odd"',
+            dataset="d",
+            payload=payload,
+        )
+    )
+    assert stored.entry.encode() == expected
+    assert (event.seq, event.hash, event.entry, event.at) == (
+        stored.seq,
+        stored.hash,
+        stored.entry,
+        stored.at,
+    )
+    assert stored.payload == payload
+
+
+def test_times_follow_the_sequence(make_log) -> None:
+    make_log(20)
+    times = list(AuditEvent.objects.order_by("seq").values_list("at", flat=True))
+    assert times == sorted(times)
