@@ -345,6 +345,9 @@ def query_story(*, query_id: int) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(linked).order_by("seq"))
 
 
+BUDGET_ACTIONS = ("cleanroom.budget.charged", "cleanroom.budget.refunded")
+
+
 @dataclass
 class BudgetPoint:
     at: datetime
@@ -363,8 +366,10 @@ def _number(value: Any) -> float | None:
 
 
 def budget_series(*, filters: EventFilter | None = None) -> dict[str, list[BudgetPoint]]:
-    """Privacy budget use per dataset over time, from `cleanroom.budget.charged` events."""
-    events = event_list(filters=filters).filter(action="cleanroom.budget.charged")
+    """Privacy budget use per dataset over time, from `cleanroom.budget.charged` events (and
+    `cleanroom.budget.refunded`, which give budget back), each carrying the dataset's
+    spent and total epsilon after the change."""
+    events = event_list(filters=filters).filter(action__in=BUDGET_ACTIONS)
     series: dict[str, list[BudgetPoint]] = {}
     for event in events:
         payload = event.payload if isinstance(event.payload, dict) else {}
@@ -376,7 +381,8 @@ def budget_series(*, filters: EventFilter | None = None) -> dict[str, list[Budge
             BudgetPoint(
                 at=event.at,
                 seq=event.seq,
-                epsilon=_number(payload.get("epsilon")) or 0.0,
+                epsilon=(_number(payload.get("epsilon")) or 0.0)
+                * (-1 if event.action.endswith("refunded") else 1),
                 spent=spent,
                 total=total,
                 subject=event.subject,

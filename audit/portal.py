@@ -1,0 +1,287 @@
+"""Compliance audit pages (read-only): events with filters and paging, a query's whole story,
+privacy budget over time, credential checks, exports, and the log's verification status.
+
+The pages use the same selectors as the API; a DomainError (a bad filter) is shown with its
+plain message and the API's status code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET
+
+from audit import charts, keys, selectors
+from audit.models import AuditEvent
+from cleanroom.errors import DomainError, ValidationFailed
+
+View = Callable[..., HttpResponseBase]
+PAGE_SIZE = 50
+
+
+def compliance_only(view: View) -> View:
+    @login_required
+    @require_GET
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if getattr(request.user, "role", None) != "compliance":
+            return render(
+                request,
+                "portal/error.html",
+                {"title": "Forbidden", "detail": "The audit log is for compliance officers."},
+                status=403,
+            )
+        try:
+            return view(request, *args, **kwargs)
+        except DomainError as error:
+            return render(
+                request,
+                "portal/error.html",
+                {"title": error.title, "detail": error.detail},
+                status=error.status_code,
+            )
+
+    return wrapped
+
+
+def _query_string(filters: selectors.EventFilter, **extra: str) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({**filters.as_params(), **extra})
+
+
+def _subject_link(subject: str) -> str | None:
+    kind, _, value = subject.partition(":")
+    return value if kind == "query" and value.isdigit() else None
+
+
+@compliance_only
+def events(request: HttpRequest) -> HttpResponse:
+    filters = selectors.EventFilter.from_params(request.GET)
+    paginator = Paginator(selectors.event_list(filters=filters), PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    rows = [
+        {
+            "event": event,
+            "query": _subject_link(event.subject),
+            "payload": json.dumps(event.payload),
+        }
+        for event in page.object_list
+    ]
+    return render(
+        request,
+        "audit/events.html",
+        {
+            "filters": filters,
+            "raw": {
+                k: request.GET.get(k, "")
+                for k in ("action", "actor", "dataset", "subject", "since", "until")
+            },
+            "page": page,
+            "rows": rows,
+            "query_string": _query_string(filters),
+            "actions": AuditEvent.objects.order_by("action")
+            .values_list("action", flat=True)
+            .distinct(),
+        },
+    )
+
+
+@compliance_only
+def event_detail(request: HttpRequest, seq: int) -> HttpResponse:
+    event = selectors.event_get(seq=seq)
+    latest = selectors.checkpoint_latest()
+    proof = None
+    if latest is not None and seq <= latest.tree_size:
+        from audit import chain
+
+        proof = selectors.inclusion_proof_get(seq=seq)
+        proof["verified"] = chain.verify_inclusion(
+            bytes.fromhex(proof["leaf_hash"]),
+            seq - 1,
+            proof["tree_size"],
+            [bytes.fromhex(p) for p in proof["proof"]],
+            bytes.fromhex(proof["root"]),
+        )
+    return render(
+        request,
+        "audit/event.html",
+        {
+            "event": event,
+            "payload": json.dumps(event.payload, indent=2),
+            "proof": proof,
+            "query": _subject_link(event.subject),
+        },
+    )
+
+
+@compliance_only
+def query_lookup(request: HttpRequest) -> HttpResponse:
+    raw = request.GET.get("query", "").strip().removeprefix("query:")
+    if not raw.isdigit():
+        raise ValidationFailed(f"A query is named by its number, not {raw!r}.")
+    return redirect("audit:query", query_id=int(raw))
+
+
+def _story_summary(story: list[AuditEvent]) -> dict[str, Any]:
+    """The answers compliance asks for, read off the events themselves."""
+    summary: dict[str, Any] = {"approvals": [], "charges": [], "distributions": [], "budget": []}
+    for event in story:
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        if event.action == "cleanroom.query.submitted":
+            summary["submitted"] = event
+            summary["dataset"] = event.dataset
+            summary["epsilon"] = payload.get("epsilon")
+        elif event.action in ("cleanroom.query.approved", "cleanroom.query.rejected"):
+            summary["approvals"].append(event)
+        elif event.action in selectors.BUDGET_ACTIONS:
+            summary["budget"].append(event)
+        elif event.action == "payouts.query.charged":
+            summary["charges"].append(event)
+        elif event.action == "payouts.distribution.recorded":
+            summary["distributions"].append(event)
+        elif event.action in ("cleanroom.query.released", "cleanroom.query.failed"):
+            summary["outcome"] = event
+    return summary
+
+
+@compliance_only
+def query_story(request: HttpRequest, query_id: int) -> HttpResponse:
+    story = selectors.query_story(query_id=query_id)
+    return render(
+        request,
+        "audit/query.html",
+        {
+            "query_id": query_id,
+            "story": [{"event": e, "payload": json.dumps(e.payload)} for e in story],
+            "summary": _story_summary(story),
+        },
+    )
+
+
+@compliance_only
+def budget(request: HttpRequest) -> HttpResponse:
+    filters = selectors.EventFilter.from_params(request.GET)
+    series = selectors.budget_series(filters=filters)
+    datasets = []
+    for slug, points in sorted(series.items()):
+        total = points[-1].total
+        datasets.append(
+            {
+                "slug": slug,
+                "points": points,
+                "spent": points[-1].spent,
+                "total": total,
+                "remaining": total - points[-1].spent,
+                "chart": charts.budget_line_chart(
+                    [(p.at, p.spent) for p in points],
+                    total,
+                    title=f"Privacy budget spent on {slug} over time",
+                ),
+            }
+        )
+    return render(
+        request,
+        "audit/budget.html",
+        {
+            "datasets": datasets,
+            "raw": {k: request.GET.get(k, "") for k in ("dataset", "since", "until")},
+        },
+    )
+
+
+@compliance_only
+def credentials(request: HttpRequest) -> HttpResponse:
+    filters = selectors.EventFilter.from_params(request.GET)
+    checks = selectors.presentation_checks(filters=filters)
+    page = Paginator(checks, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "audit/credentials.html",
+        {
+            "page": page,
+            "reasons": selectors.refusal_reasons(filters=filters),
+            "accepted": checks.filter(action="identity.presentation.accepted").count(),
+            "refused": checks.filter(action="identity.presentation.refused").count(),
+            "raw": {k: request.GET.get(k, "") for k in ("since", "until")},
+            "query_string": _query_string(filters),
+        },
+    )
+
+
+@compliance_only
+def verification(request: HttpRequest) -> HttpResponse:
+    report = selectors.log_verify()
+    latest = selectors.checkpoint_latest()
+    return render(
+        request,
+        "audit/verify.html",
+        {
+            "report": report,
+            "checkpoint": selectors.checkpoint_data(latest) if latest else None,
+            "key_id": keys.current_key_id(),
+        },
+    )
+
+
+CSV_COLUMNS = ["seq", "at", "actor", "action", "subject", "dataset", "payload", "prev_hash", "hash"]
+
+
+def _csv_rows(filters: selectors.EventFilter) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for event in selectors.event_list(filters=filters).iterator(chunk_size=2000):
+        row = selectors.event_row(event)
+        writer.writerow([json.dumps(row[c]) if c == "payload" else row[c] for c in CSV_COLUMNS])
+        if buffer.tell() > 64_000:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+@compliance_only
+def export_csv(request: HttpRequest) -> StreamingHttpResponse:
+    filters = selectors.EventFilter.from_params(request.GET)
+    response = StreamingHttpResponse(_csv_rows(filters), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="audit-events.csv"'
+    return response
+
+
+def _jsonl_rows(filters: selectors.EventFilter) -> Iterator[bytes]:
+    for event in selectors.event_list(filters=filters).iterator(chunk_size=2000):
+        yield json.dumps(selectors.event_row(event), sort_keys=True).encode() + b"\n"
+
+
+@compliance_only
+def export_jsonl(request: HttpRequest) -> StreamingHttpResponse:
+    filters = selectors.EventFilter.from_params(request.GET)
+    response = StreamingHttpResponse(_jsonl_rows(filters), content_type="application/jsonl")
+    response["Content-Disposition"] = 'attachment; filename="audit-events.jsonl"'
+    return response
+
+
+@compliance_only
+def export_log(request: HttpRequest) -> StreamingHttpResponse:
+    """The whole log with checkpoints, for the offline verifier."""
+    response = StreamingHttpResponse(selectors.export_lines(), content_type="application/jsonl")
+    response["Content-Disposition"] = 'attachment; filename="audit-export.jsonl"'
+    return response
+
+
+@compliance_only
+def public_key(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(keys.public_key_pem(), content_type="application/x-pem-file")
+    response["Content-Disposition"] = 'attachment; filename="audit_public_key.pem"'
+    return response
