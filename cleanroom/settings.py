@@ -192,6 +192,11 @@ CELERY_BEAT_SCHEDULE["payouts-settlement"] = {
     "task": "payouts.tasks.settlement_run",
     "schedule": env.int("CLEANROOM_SETTLEMENT_EVERY_SECONDS", default=3600),
 }
+# Audit: sign a checkpoint over whatever was appended since the last one (also every N events).
+CELERY_BEAT_SCHEDULE["audit-checkpoint"] = {
+    "task": "audit.tasks.audit_checkpoint_take",
+    "schedule": env.int("CLEANROOM_AUDIT_CHECKPOINT_SECONDS", default=300),
+}
 CELERY_TIMEZONE = "UTC"
 
 LOGGING = {
