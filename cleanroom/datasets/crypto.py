@@ -69,14 +69,14 @@ def encrypt(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     return nonce + ciphertext + tag
 
 
-def decrypt(key: bytes, blob: bytes, aad: bytes) -> bytes:
+def decrypt(key: bytes, blob: bytes | memoryview, aad: bytes) -> bytes:
     """Decrypt and authenticate; raises ValueError if the blob or its context was altered."""
-    blob = bytes(blob)
-    if len(blob) < NONCE_BYTES + TAG_BYTES:
+    view = memoryview(blob)  # slices without copying multi-megabyte segments
+    if len(view) < NONCE_BYTES + TAG_BYTES:
         raise ValueError("ciphertext too short")
-    cipher = AES.new(key, AES.MODE_GCM, nonce=blob[:NONCE_BYTES])
+    cipher = AES.new(key, AES.MODE_GCM, nonce=bytes(view[:NONCE_BYTES]))
     cipher.update(aad)
-    return cipher.decrypt_and_verify(blob[NONCE_BYTES:-TAG_BYTES], blob[-TAG_BYTES:])
+    return cipher.decrypt_and_verify(view[NONCE_BYTES:-TAG_BYTES], bytes(view[-TAG_BYTES:]))
 
 
 def wrap(key: bytes, aad: bytes) -> tuple[str, bytes]:

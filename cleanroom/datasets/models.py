@@ -8,9 +8,10 @@ Storage of contributed records (nothing here is ever plaintext):
   bytes) encrypted with the contributor's data key. The contributor's copy: their
   export decrypts it, erasure deletes it.
 - ``PoolSegment``: the compacted pool of a dataset, many contributors' rows in one
-  columnar segment encrypted with its own segment key (wrapped by the KEK), so that
-  materializing a million rows decrypts a handful of blobs instead of 100k. A segment
-  is a derived cache: erasure rewrites every segment that held the contributor's rows.
+  columnar segment (a Parquet file under MEDIA_ROOT) encrypted with its own segment key
+  (wrapped by the KEK), so that materializing a million rows decrypts a handful of
+  blobs instead of 100k. A segment is a derived cache: erasure rewrites every segment
+  that held the contributor's rows and deletes the old files.
 
 Who is in the pool is decided at read time from ``Consent`` (active and on the
 dataset's current terms version), never from what the segments hold.
@@ -82,7 +83,20 @@ class Consent(models.Model):
                 name="one_open_consent_per_dataset",
             ),
         ]
-        indexes = [models.Index(fields=["dataset", "terms_version"], name="consent_open_idx")]
+        indexes = [
+            # Covers the pool's membership read (index-only scan of open consents).
+            models.Index(
+                fields=["dataset", "terms_version", "contributor"],
+                condition=Q(withdrawn_at__isnull=True),
+                name="consent_current_idx",
+            ),
+            # The pool's exclusions: closed consents (withdrawn, replaced, erased).
+            models.Index(
+                fields=["dataset", "contributor"],
+                condition=Q(withdrawn_at__isnull=False),
+                name="consent_closed_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return (
@@ -111,7 +125,10 @@ class PoolSegment(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="segments")
     wrapped_key = models.BinaryField()
     kek_id = models.CharField(max_length=16)
-    ciphertext = models.BinaryField()
+    # The ciphertext lives in a file under MEDIA_ROOT (see ``storage.segment_path``): the
+    # pool reads megabytes per query, and a file read skips the database's bytea path.
+    file_name = models.CharField(max_length=200, unique=True)
+    size = models.PositiveBigIntegerField()
     rows = models.PositiveIntegerField()
     contributors = models.PositiveIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -138,7 +155,12 @@ class Contribution(models.Model):
         ordering = ["created_at", "pk"]
         indexes = [
             models.Index(fields=["dataset", "contributor"], name="contribution_owner_idx"),
-            models.Index(fields=["dataset", "is_compacted"], name="contribution_pending_idx"),
+            # Tiny: only uploads waiting for compaction (the pool reads them on every query).
+            models.Index(
+                fields=["dataset"],
+                condition=Q(is_compacted=False),
+                name="contribution_waiting_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -2,23 +2,23 @@
 
 Only this module (through ``storage``) decrypts pool data for the clean room, and it
 is meant to run inside a worker. Membership is decided here, in the same database
-snapshot as the rows: open consent on the current terms version, a live data key,
-and at least one contribution. Rows of anyone else (withdrawn, outdated consent,
+snapshot as the rows: open consent on the current terms version (hence a live data
+key) and at least one row. Rows of anyone else (withdrawn, outdated consent,
 erased but not yet purged) are filtered out before the frame is returned.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
 
 from cleanroom.datasets import storage
-from cleanroom.datasets.models import Contribution, ContributorKey, Dataset, PoolSegment
-from cleanroom.datasets.selectors import pool_members_queryset
+from cleanroom.datasets.models import Consent, Contribution, ContributorKey, Dataset, PoolSegment
 
 POLARS_TYPES: dict[str, type[pl.DataType]] = {
     "integer": pl.Int64,
@@ -42,62 +42,95 @@ def polars_schema(dataset: Dataset) -> dict[str, type[pl.DataType]]:
     return out
 
 
-def _members(dataset: Dataset) -> np.ndarray:
-    queryset = (
-        pool_members_queryset(dataset=dataset)
-        .order_by("contributor_id")
-        .values_list("contributor_id", flat=True)
+def _excluded(dataset: Dataset) -> np.ndarray:
+    """Contributors with a consent record here but no open consent on the current terms.
+
+    Everyone whose rows are stored consented when they uploaded (an upload needs an open
+    current consent and consent records are never deleted), so the pool is the stored
+    contributors minus these: withdrawn, erased (erasure closes every consent in the
+    transaction that destroys the key, and no consent is accepted while it is pending),
+    or still on older terms. The query costs what the exceptions cost, not the pool size.
+    """
+    current = Consent.objects.filter(
+        dataset=dataset,
+        withdrawn_at__isnull=True,
+        terms_version=dataset.terms_version,
+        contributor_id=OuterRef("contributor_id"),
     )
-    sql, params = queryset.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    stale = (
+        Consent.objects.filter(dataset=dataset)
+        .filter(Q(withdrawn_at__isnull=False) | Q(terms_version__lt=dataset.terms_version))
+        .exclude(Exists(current))
+        .values_list("contributor_id", flat=True)
+        .distinct()
+    )
+    return np.fromiter(stale, dtype=np.int64)
 
 
-def _tables(dataset: Dataset) -> list[pa.Table]:
-    target = storage.arrow_schema(dataset, with_contributor=True)
-    tables: list[pa.Table] = []
-    segments = PoolSegment.objects.filter(dataset=dataset).order_by("pk")
-    for kek_id, wrapped_key, ciphertext in segments.values_list(
-        "kek_id", "wrapped_key", "ciphertext"
-    ):
-        tables.append(
+def _present(frames: list[pl.DataFrame]) -> np.ndarray:
+    """Sorted distinct contributor ids of the frames (segments are sorted by contributor)."""
+    parts = []
+    for frame in frames:
+        ids = frame.get_column("contributor_id").to_numpy()
+        if ids.size and not bool(np.all(ids[1:] >= ids[:-1])):
+            ids = np.sort(ids)
+        parts.append(ids[np.r_[True, ids[1:] != ids[:-1]]] if ids.size else ids)
+    if len(parts) == 1:
+        return parts[0].astype(np.int64, copy=False)
+    return np.unique(np.concatenate(parts)).astype(np.int64, copy=False)
+
+
+def _segment_rows(dataset: Dataset) -> list[tuple[str, Any, str]]:
+    """(kek_id, wrapped_key, file_name) of the dataset's segments."""
+    return list(
+        PoolSegment.objects.filter(dataset=dataset)
+        .order_by("pk")
+        .values_list("kek_id", "wrapped_key", "file_name")
+    )
+
+
+def _frames(dataset: Dataset) -> list[pl.DataFrame]:
+    frames: list[pl.DataFrame] = []
+    for kek_id, wrapped_key, file_name in _segment_rows(dataset):
+        frames.append(
             storage.segment_decrypt(
-                dataset_pk=dataset.pk, kek_id=kek_id, wrapped_key=wrapped_key, ciphertext=ciphertext
+                dataset_pk=dataset.pk, kek_id=kek_id, wrapped_key=wrapped_key, file_name=file_name
             )
         )
     # Uploads not yet compacted: few by construction (compaction follows every upload).
-    pending = (
-        Contribution.objects.filter(dataset=dataset, is_compacted=False)
-        .select_related(None)
-        .order_by("contributor_id", "pk")
+    pending = Contribution.objects.filter(dataset=dataset, is_compacted=False).order_by(
+        "contributor_id", "pk"
     )
-    keys: dict[int, bytes] = {}
+    keys: dict[int, bytes | None] = {}
     for contribution in pending:
-        key = keys.get(contribution.contributor_id)
-        if key is None:
+        if contribution.contributor_id not in keys:
             record = ContributorKey.objects.get(contributor_id=contribution.contributor_id)
-            if record.wrapped is None:
-                continue
-            key = keys[contribution.contributor_id] = storage.data_key_unwrap(record)
-        table = storage.contribution_decrypt(key=key, contribution=contribution)
-        ids = pa.array(np.full(table.num_rows, contribution.contributor_id, dtype=np.int64))
-        tables.append(table.add_column(0, "contributor_id", ids).cast(target))
-    return [t if t.schema == target else t.cast(target) for t in tables]
+            keys[contribution.contributor_id] = (
+                None if record.wrapped is None else storage.data_key_unwrap(record)
+            )
+        key = keys[contribution.contributor_id]
+        if key is None:
+            continue  # erased: unreadable, and purged by the erasure job
+        frames.append(storage.contribution_frame(key=key, contribution=contribution))
+    return frames
 
 
 def _read(dataset: Dataset) -> PoolSnapshot:
-    members = _members(dataset)
-    tables = _tables(dataset)
     schema = polars_schema(dataset)
-    if tables:
-        frame = pl.from_arrow(pa.concat_tables(tables))
-        assert isinstance(frame, pl.DataFrame)
-        frame = frame.filter(pl.col("contributor_id").is_in(pl.Series(members)))
-        frame = frame.cast(schema)  # type: ignore[arg-type]
-    else:
-        frame = pl.DataFrame(schema=schema)
+    excluded = _excluded(dataset)
+    frames = [frame.select(list(schema)) for frame in _frames(dataset)]
+    if not frames:
+        empty = pl.DataFrame(schema=schema)
+        return PoolSnapshot(frame=empty.lazy(), members=np.empty(0, dtype=np.int64), size=0)
+    present = _present(frames)
+    frame = pl.concat(frames, how="vertical", rechunk=False) if len(frames) > 1 else frames[0]
+    members = np.setdiff1d(present, excluded, assume_unique=True) if excluded.size else present
+    if members.size < present.size:
+        # Someone withdrew, is on older terms, or was erased: drop their rows.
+        frame = frame.filter(
+            ~pl.col("contributor_id").is_in(pl.Series(excluded, dtype=pl.Int64).implode())
+        )
+    frame = frame.cast(schema)  # type: ignore[arg-type]
     return PoolSnapshot(frame=frame.lazy(), members=members, size=int(members.size))
 
 
@@ -108,10 +141,22 @@ def pool_snapshot(*, dataset: Dataset) -> PoolSnapshot:
     when not already inside a transaction), so a concurrent compaction or consent
     change cannot make them disagree.
     """
+    for attempt in range(3):
+        try:
+            return _read_consistently(dataset)
+        except FileNotFoundError:
+            # A compaction or erasure replaced a segment after our transaction began;
+            # a fresh transaction sees the new segments.
+            if attempt == 2 or connection.in_atomic_block:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _read_consistently(dataset: Dataset) -> PoolSnapshot:
     if connection.in_atomic_block or connection.vendor != "postgresql":
         with transaction.atomic():
-            return _read(dataset)
+            return _read(Dataset.objects.get(pk=dataset.pk))
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        return _read(dataset)
+        return _read(Dataset.objects.get(pk=dataset.pk))

@@ -28,8 +28,8 @@ from decimal import Decimal
 from typing import IO, Any
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -189,6 +189,9 @@ def consent_give(*, contributor: Contributor, dataset: Dataset) -> tuple[Consent
     """Consent to the dataset's current terms: (consent, created). Replaces an outdated one."""
     dataset = Dataset.objects.get(pk=dataset.pk)
     Contributor.objects.select_for_update().filter(pk=contributor.pk).first()
+    if Erasure.objects.filter(contributor=contributor, status=Erasure.Status.PENDING).exists():
+        # Their old rows may still sit in pool segments until the purge job finishes.
+        raise Conflict("Your data is being erased; consent again once the erasure is complete.")
     current = Consent.objects.filter(
         contributor=contributor, dataset=dataset, withdrawn_at__isnull=True
     ).first()
@@ -352,25 +355,22 @@ def _pool_lock(dataset_pk: int) -> Iterator[None]:
         yield
 
 
-def _segment_tables(dataset: Dataset, segments: list[PoolSegment]) -> list[pa.Table]:
-    return [
-        storage.segment_decrypt(
-            dataset_pk=dataset.pk,
-            kek_id=segment.kek_id,
-            wrapped_key=segment.wrapped_key,
-            ciphertext=segment.ciphertext,
-        )
-        for segment in segments
-    ]
+def _segment_frame(dataset: Dataset, segment: PoolSegment) -> pl.DataFrame:
+    return storage.segment_decrypt(
+        dataset_pk=dataset.pk,
+        kek_id=segment.kek_id,
+        wrapped_key=segment.wrapped_key,
+        file_name=segment.file_name,
+    )
 
 
-def _segments_write(dataset: Dataset, table: pa.Table) -> list[PoolSegment]:
-    table = table.sort_by("contributor_id").combine_chunks()
+def _segments_write(dataset: Dataset, frame: pl.DataFrame) -> list[PoolSegment]:
+    frame = frame.sort("contributor_id", maintain_order=True)
     written = []
-    for start in range(0, table.num_rows, SEGMENT_ROWS):
-        piece = table.slice(start, SEGMENT_ROWS)
-        contributors = len(pc.unique(piece.column("contributor_id")))
-        segment = storage.segment_build(dataset=dataset, table=piece, contributors=contributors)
+    for start in range(0, frame.height, SEGMENT_ROWS):
+        piece = frame.slice(start, SEGMENT_ROWS)
+        contributors = piece.get_column("contributor_id").n_unique()
+        segment = storage.segment_build(dataset=dataset, frame=piece, contributors=contributors)
         segment.save()
         written.append(segment)
     return written
@@ -379,8 +379,9 @@ def _segments_write(dataset: Dataset, table: pa.Table) -> list[PoolSegment]:
 def pool_compact(*, dataset_pk: int) -> int:
     """Copy uncompacted uploads into pool segments; returns the rows compacted (0: no-op)."""
     with _pool_lock(dataset_pk):
-        dataset = Dataset.objects.get(pk=dataset_pk)
-        target = storage.arrow_schema(dataset, with_contributor=True)
+        dataset = Dataset.objects.filter(pk=dataset_pk).first()
+        if dataset is None:
+            return 0
         pending = list(
             Contribution.objects.filter(dataset=dataset, is_compacted=False)
             .select_for_update()
@@ -392,27 +393,38 @@ def pool_compact(*, dataset_pk: int) -> int:
                 contributor_id__in={c.contributor_id for c in pending}
             )
         }
-        tables = []
+        unwrapped: dict[int, bytes] = {}
+        tables: list[pa.Table] = []
+        owners: list[int] = []
         for contribution in pending:
             record = keys.get(contribution.contributor_id)
             if record is None or record.wrapped is None:
                 continue  # erased: the erasure job deletes these
-            table = storage.contribution_decrypt(
-                key=storage.data_key_unwrap(record), contribution=contribution
-            )
-            ids = pa.array(np.full(table.num_rows, contribution.contributor_id, dtype=np.int64))
-            tables.append(table.add_column(0, "contributor_id", ids).cast(target))
-        compacted = sum(t.num_rows for t in tables)
+            key = unwrapped.get(record.contributor_id)
+            if key is None:
+                key = unwrapped[record.contributor_id] = storage.data_key_unwrap(record)
+            tables.append(storage.contribution_decrypt(key=key, contribution=contribution))
+            owners.append(contribution.contributor_id)
+        compacted = sum(table.num_rows for table in tables)
         if tables:
-            _segments_write(dataset, pa.concat_tables(tables))
+            # One columnar concatenation in Arrow, not one Polars frame per upload.
+            combined = pa.concat_tables(tables).combine_chunks()
+            ids = np.repeat(
+                np.asarray(owners, dtype=np.int64), [table.num_rows for table in tables]
+            )
+            frame = pl.from_arrow(combined.add_column(0, "contributor_id", pa.array(ids)))
+            assert isinstance(frame, pl.DataFrame)
+            _segments_write(dataset, frame)
             Contribution.objects.filter(pk__in=[c.pk for c in pending]).update(is_compacted=True)
         small = list(
             PoolSegment.objects.filter(dataset=dataset, rows__lt=SMALL_SEGMENT_ROWS).order_by("pk")
         )
         if len(small) > SMALL_SEGMENTS_MAX:
-            merged = pa.concat_tables(_segment_tables(dataset, small))
-            PoolSegment.objects.filter(pk__in=[s.pk for s in small]).delete()
+            merged = pl.concat([_segment_frame(dataset, segment) for segment in small])
+            for segment in small:
+                storage.segment_delete(segment)
             _segments_write(dataset, merged)
+        storage.segments_sweep(dataset_pk=dataset.pk)
         return compacted
 
 
@@ -486,14 +498,14 @@ def contributor_erase_run(*, erasure_pk: int) -> bool:
                 dataset=dataset, contributor_id=contributor_pk
             ).delete()[0]
             for segment in PoolSegment.objects.filter(dataset=dataset).order_by("pk"):
-                (table,) = _segment_tables(dataset, [segment])
-                keep = pc.not_equal(table.column("contributor_id"), contributor_pk)
-                if pc.all(keep).as_py():
+                frame = _segment_frame(dataset, segment)
+                remaining = frame.filter(pl.col("contributor_id") != contributor_pk)
+                if remaining.height == frame.height:
                     continue
-                remaining = table.filter(keep)
-                segment.delete()
-                if remaining.num_rows:
+                storage.segment_delete(segment)
+                if remaining.height:
                     _segments_write(dataset, remaining)
+            storage.segments_sweep(dataset_pk=dataset_pk)
     with transaction.atomic():
         claimed = Erasure.objects.filter(pk=erasure_pk, status=Erasure.Status.PENDING).update(
             status=Erasure.Status.DONE, completed_at=timezone.now(), rows_removed=removed

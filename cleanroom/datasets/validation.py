@@ -9,8 +9,8 @@ response body.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import math
 import re
 from collections.abc import Iterator
@@ -434,19 +434,21 @@ def records_validate(*, schema: dict[str, Any], records: Any, max_rows: int) -> 
 
 
 def _csv_lines(binary: IO[bytes]) -> Iterator[str]:
-    """Decode UTF-8 (BOM allowed) incrementally, refusing NUL bytes and bad encodings."""
-    text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict", newline="")
-    line_number = 0
-    try:
-        for line in text:
-            line_number += 1
-            if "\x00" in line:
-                raise _FileProblem(line_number, "contains a NUL byte")
-            yield line
-    except UnicodeDecodeError as exc:
-        raise _FileProblem(line_number + 1, "is not valid UTF-8 text") from exc
-    finally:
-        text.detach()
+    """Decode line by line (UTF-8 is self-synchronizing), refusing NUL bytes and bad encodings.
+
+    Lines are read from the (possibly on-disk) upload one at a time, so a large file is
+    never held in memory as a whole.
+    """
+    for number, raw in enumerate(binary, start=1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _FileProblem(number, "is not valid UTF-8 text") from None
+        if "\x00" in line:
+            raise _FileProblem(number, "contains a NUL byte")
+        yield line
 
 
 class _FileProblem(Exception):

@@ -103,3 +103,36 @@ def state_of(dataset_slug: str = "households") -> dict[str, Any]:
         "consents": list(Consent.objects.values_list("pk", "withdrawn_at")),
         "audit": AuditEvent.objects.count(),
     }
+
+
+@pytest.fixture(autouse=True)
+def _media_root(request: Any, tmp_path: Any) -> Any:
+    """Segment files of in-process tests go to a temporary folder.
+
+    Tests with the real worker keep the configured MEDIA_ROOT, which the worker
+    process shares (their pool directory is named after the test database).
+    """
+    if "worker" in request.fixturenames:
+        yield None
+        return
+    from django.conf import settings
+
+    previous = settings.MEDIA_ROOT
+    settings.MEDIA_ROOT = tmp_path / "media"
+    yield settings.MEDIA_ROOT
+    settings.MEDIA_ROOT = previous
+
+
+def wait_for(condition: Any, *, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll the database until `condition()` is true (the worker runs in another process)."""
+    import time
+
+    from django.db import close_old_connections
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        close_old_connections()
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
