@@ -214,3 +214,13 @@ def test_a_forgery_with_rewritten_nodes_and_self_signed_checkpoints_is_caught(lo
     )
     in_db, offline = both(1)
     assert "another key" in in_db.reason
+
+
+def test_the_verify_command_and_endpoint_report_a_tampered_log(log, api, compliance_user) -> None:
+    from django.core.management import CommandError, call_command
+
+    tamper("DELETE FROM audit_auditevent WHERE seq = 3")
+    with pytest.raises(CommandError, match="first bad entry 3"):
+        call_command("audit_verify")
+    body = api(compliance_user).get("/api/v1/audit/verify/").json()
+    assert (body["ok"], body["first_bad_entry"], body["entries"]) == (False, 3, 11)
