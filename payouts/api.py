@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -75,24 +76,24 @@ class BillingApi(APIView):
 class TopUpApi(APIView):
     permission_classes = [IsBusiness]
 
-    class InputSerializer(serializers.Serializer):
+    class TopUpInputSerializer(serializers.Serializer):
         amount = serializers.CharField(max_length=40, help_text="decimal string, e.g. '100.00'")
         currency = serializers.CharField(max_length=3, required=False)
         reference = serializers.CharField(
             max_length=80, required=False, help_text="idempotency key of this top-up"
         )
 
-    class OutputSerializer(serializers.Serializer):
+    class TopUpOutputSerializer(serializers.Serializer):
         entry = serializers.IntegerField()
         amount = serializers.CharField()
         currency = serializers.CharField()
         balance = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    @extend_schema(request=TopUpInputSerializer, responses={201: TopUpOutputSerializer})
     def post(self, request: Request) -> Response:
         if isinstance(request.data, dict) and isinstance(request.data.get("amount"), float):
             micro_parse(request.data["amount"])  # refuses floats with a clear message
-        data = self.InputSerializer(data=request.data)
+        data = self.TopUpInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         amount = micro_parse(data.validated_data["amount"])
         currency = str(data.validated_data.get("currency") or services.default_currency()).upper()
@@ -114,7 +115,7 @@ class TopUpApi(APIView):
         )
         account = services.business_account(organization=organization, currency=currency)
         return Response(
-            self.OutputSerializer(
+            self.TopUpOutputSerializer(
                 {
                     "entry": entry.pk,
                     "amount": micro_format(amount),
@@ -162,21 +163,21 @@ class MyEarningsApi(APIView):
 class PayoutDestinationApi(APIView):
     permission_classes = [IsContributor]
 
-    class InputSerializer(serializers.Serializer):
+    class DestinationInputSerializer(serializers.Serializer):
         holder_name = serializers.CharField(max_length=140)
         iban = serializers.CharField(max_length=50)
         provider = serializers.CharField(max_length=40, required=False, default="fake_bank")
 
-    @extend_schema(responses=serializers.JSONField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         view = selectors.destination_view(contributor=_contributor(request))
         if view is None:
             raise NotFound("You have not set a payout destination yet.")
         return Response(view)
 
-    @extend_schema(request=InputSerializer, responses=serializers.JSONField())
+    @extend_schema(request=DestinationInputSerializer, responses=OpenApiTypes.OBJECT)
     def put(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.DestinationInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         contributor = _contributor(request)
         services.payout_destination_set(contributor=contributor, **data.validated_data)
@@ -188,7 +189,7 @@ class PayoutDestinationApi(APIView):
 class PayoutsApi(APIView):
     permission_classes = [IsCompliance]
 
-    @extend_schema(responses=serializers.JSONField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         limit, offset = _paging(request)
         status_filter = request.query_params.get("status", "")
@@ -212,7 +213,7 @@ class PayoutsApi(APIView):
 class DistributionsApi(APIView):
     permission_classes = [IsCompliance]
 
-    @extend_schema(responses=serializers.JSONField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         limit, offset = _paging(request)
         rows = selectors.distributions_list(limit=limit, offset=offset)
@@ -222,13 +223,13 @@ class DistributionsApi(APIView):
 class SettlementsApi(APIView):
     permission_classes = [IsCompliance]
 
-    @extend_schema(responses=serializers.JSONField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         limit, offset = _paging(request)
         rows = selectors.settlements_list(limit=limit, offset=offset)
         return Response({"settlements": rows, "limit": limit, "offset": offset})
 
-    @extend_schema(request=None, responses={202: serializers.JSONField()})
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
     def post(self, request: Request) -> Response:
         """Settle now (on demand): queued for a worker, like the periodic run."""
         from payouts.tasks import settlement_run
@@ -241,7 +242,7 @@ class SettlementsApi(APIView):
 class SettlementDetailApi(APIView):
     permission_classes = [IsCompliance]
 
-    @extend_schema(responses=serializers.JSONField())
+    @extend_schema(operation_id="payouts_settlement_detail", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, pk: int) -> Response:
         settlement = Settlement.objects.filter(pk=pk).first()
         if settlement is None:
@@ -258,7 +259,7 @@ class SettlementDetailApi(APIView):
 class ReconciliationApi(APIView):
     permission_classes = [IsCompliance]
 
-    @extend_schema(responses=serializers.JSONField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         report = ledger_reconcile()
         return Response(
@@ -277,7 +278,7 @@ class WebhookApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
 
-    @extend_schema(request=serializers.JSONField(), responses=serializers.JSONField())
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, provider: str) -> Response:
         implementation = provider_get(provider)
         try:
