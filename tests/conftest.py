@@ -23,6 +23,12 @@ from rest_framework.test import APIClient
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings: Any) -> None:
+    """PBKDF2 at production strength costs ~0.5 s an account; tests do not need it."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def compliance_user(db: Any) -> Any:
     from cleanroom.accounts.services import account_create
