@@ -94,9 +94,12 @@ def _apply(deltas: dict[int, int]) -> None:
     values = ", ".join(["(CAST(%s AS bigint), CAST(%s AS bigint))"] * len(moves))
     params: list[int] = [number for move in moves for number in move]
     with connection.cursor() as cursor:
+        # A CTE of (id, delta): one statement on PostgreSQL and SQLite alike.
         cursor.execute(
-            "UPDATE payouts_account SET balance = payouts_account.balance + moves.delta "  # noqa: S608
-            f"FROM (VALUES {values}) AS moves (id, delta) WHERE payouts_account.id = moves.id",
+            f"WITH moves (id, delta) AS (VALUES {values}) "  # noqa: S608 (placeholders only)
+            "UPDATE payouts_account SET balance = balance + "
+            "(SELECT moves.delta FROM moves WHERE moves.id = payouts_account.id) "
+            "WHERE id IN (SELECT moves.id FROM moves)",
             params,
         )
 
