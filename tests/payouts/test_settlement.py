@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
+from django.db import IntegrityError, connection, transaction
 
 from audit.models import AuditEvent
 from payouts.merkle import leaf_hash, proof_verify
@@ -152,3 +154,26 @@ def test_every_contributor_gets_a_proof_of_their_line_only(
         )
         assert not proof_verify(leaf=forged, proof=proof["proof"], root=root)
     assert settlement_proof(settlement=settlement, contributor_pk=41) is None
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="database guards are PostgreSQL's")
+def test_distribution_is_immutable_except_its_settlement_once(
+    funded: Any, dataset: Any, make_query: Any
+) -> None:
+    distribution = query_charge(query=make_query(dataset), members=members(1, 2))
+    for statement in (
+        "UPDATE payouts_distribution SET share = share + 1 WHERE id = %s",
+        "DELETE FROM payouts_distribution WHERE id = %s",
+    ):
+        with (
+            pytest.raises(IntegrityError, match="immutable"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(statement, [distribution.pk])
+    first = settlement_open(currency="EUR")
+    assert first is not None
+    other = Settlement.objects.create(currency="EUR")
+    with pytest.raises(IntegrityError, match="immutable"), transaction.atomic():
+        Distribution.objects.filter(pk=distribution.pk).update(settlement=other)
+    assert Distribution.objects.get(pk=distribution.pk).settlement_id == first.pk
