@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.files.uploadhandler import MemoryFileUploadHandler
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser, MultiPartParser
@@ -17,6 +18,18 @@ from cleanroom.datasets import selectors, services
 from cleanroom.datasets.models import Dataset
 from cleanroom.errors import PayloadTooLarge, ValidationFailed
 from cleanroom.permissions import IsContributor, ReadAnyWriteCompliance
+
+
+class _PlaintextStaysInMemory(MemoryFileUploadHandler):
+    """Keep an uploaded CSV in memory (the size was checked first) instead of a temp file.
+
+    Django writes uploads above 2.5 MB to a temporary file; contributed values must never
+    sit on disk in plaintext, so the bytes stay in memory once and are parsed line by line.
+    """
+
+    def handle_raw_input(self, *args: Any, **kwargs: Any) -> None:
+        super().handle_raw_input(*args, **kwargs)
+        self.activated = True
 
 
 def _contributor(request: Request) -> Contributor:
@@ -187,6 +200,7 @@ class ContributionApi(APIView):
                 f"The upload is larger than the limit of {limit // (1024 * 1024)} MB; "
                 "split it into several uploads."
             )
+        request._request.upload_handlers = [_PlaintextStaysInMemory(request._request)]
         dataset = selectors.dataset_get(slug=slug)
         contributor = _contributor(request)
         records: Any = None

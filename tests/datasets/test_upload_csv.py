@@ -50,10 +50,10 @@ def test_header_order_bom_quotes_and_crlf(api: Any, dataset: Any, consented: Any
     ]
 
 
-def test_large_csv_streams_from_disk(
+def test_large_csv_never_touches_disk(
     api: Any, compliance_user: Any, dataset: Any, consented: Any
 ) -> None:
-    # Above Django's 2.5 MB in-memory threshold the upload is a temporary file on disk.
+    # Above Django's 2.5 MB threshold an upload would go to a temporary file: not here.
     dataset_update(
         actor=compliance_user,
         dataset=dataset,
@@ -67,9 +67,23 @@ def test_large_csv_streams_from_disk(
     content = (HEADER + rows).encode()
     assert len(content) > 2.5 * 1024 * 1024
 
-    response = post_csv(api(contributor.user), content)
+    from django.core.files.uploadedfile import TemporaryUploadedFile
+
+    created: list[Any] = []
+    original = TemporaryUploadedFile.__init__
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> None:
+        created.append(args)
+        original(self, *args, **kwargs)
+
+    TemporaryUploadedFile.__init__ = spy  # type: ignore[method-assign]
+    try:
+        response = post_csv(api(contributor.user), content)
+    finally:
+        TemporaryUploadedFile.__init__ = original  # type: ignore[method-assign]
 
     assert response.status_code == 201, response.json()
+    assert created == []
     assert response.json()["accepted"] == 120_000
     assert Contribution.objects.get().rows == 120_000
 
