@@ -83,9 +83,7 @@ def _in_memory(n: int, every: int) -> None:
     kid = chain.key_id(public)
     previous = chain.GENESIS
     prevs, hashes, leaves, checkpoints = [], [], [], []
-    for i, entry in enumerate(
-        tqdm(entries, desc="chaining the log", unit="entry", unit_scale=True)
-    ):
+    for entry in tqdm(entries, desc="chaining the log", unit="entry", unit_scale=True):
         leaf = chain.leaf_hash(entry)
         current = chain.chain_hash(previous, leaf)
         prevs.append(previous.hex())
@@ -283,9 +281,12 @@ def main(argv: list[str]) -> None:
     import django
 
     django.setup()
+    import os
+
     from django.conf import settings
     from django.db import connection
 
+    print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     _in_memory(args.events, args.every)
     if args.skip_db:
         return
