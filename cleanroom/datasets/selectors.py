@@ -15,6 +15,8 @@ from cleanroom.accounts.models import Contributor
 from cleanroom.datasets import storage
 from cleanroom.datasets.models import Consent, Contribution, ContributorKey, Dataset, Erasure
 from cleanroom.errors import NotFound
+from cleanroom.queries.selectors import privacy_loss_for, queries_touching
+from payouts.selectors import contributor_earnings, contributor_earnings_detail
 
 
 def dataset_get(*, slug: str) -> Dataset:
@@ -172,19 +174,7 @@ def contributor_export(*, contributor: Contributor) -> dict[str, Any]:
         "contributions": contributor_records(contributor=contributor),
         "privacy_loss": privacy_loss_for(contributor=contributor),
         "queries": queries_touching(contributor=contributor),
-        "earnings": contributor_earnings(contributor=contributor),
+        "earnings": contributor_earnings_detail(contributor=contributor),
         "erasures": erasure_list(contributor=contributor),
     }
 
-
-# ---- TEMPORARY stand-ins until cleanroom.queries.selectors / payouts.selectors land.
-def privacy_loss_for(*, contributor: Contributor) -> list[dict[str, Any]]:
-    return []
-
-
-def queries_touching(*, contributor: Contributor) -> list[dict[str, Any]]:
-    return []
-
-
-def contributor_earnings(*, contributor: Contributor) -> dict[str, Any]:
-    return {"balance": "0.000000", "currency": "EUR"}
