@@ -86,6 +86,22 @@ def test_database_refuses_an_unbalanced_entry_written_behind_the_service(db: Any
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="database guards are PostgreSQL's")
+def test_database_refuses_a_line_added_later_to_a_balanced_entry(db: Any) -> None:
+    external, revenue = _accounts()
+    entry, _ = entry_post(
+        key="t:late", kind="correction", lines=[Line(external, -3), Line(revenue, 3)]
+    )
+    with (
+        pytest.raises(IntegrityError, match="unbalanced"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        Posting.objects.create(entry=entry, account=revenue, currency="EUR", amount=1)
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    assert Posting.objects.filter(entry=entry).count() == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="database guards are PostgreSQL's")
 def test_database_refuses_a_cross_currency_entry_behind_the_service(db: Any) -> None:
     eur = account_get(kind=Account.Kind.PLATFORM_REVENUE, currency="EUR")
     usd = account_get(kind=Account.Kind.PLATFORM_REVENUE, currency="USD")
