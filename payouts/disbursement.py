@@ -274,6 +274,29 @@ def webhooks_pull(*, provider: str) -> int:
     )
 
 
+def payouts_refresh(*, older_than_seconds: int = 600) -> dict[str, int]:
+    """Ask the provider about payouts still open after a while (a webhook may have been lost)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    counts = {"paid": 0, "failed": 0}
+    for payout in Payout.objects.filter(status=Payout.Status.SENT, updated_at__lt=cutoff).order_by(
+        "pk"
+    )[:1000]:
+        known = provider_get(payout.provider).transfer_get(idempotency_key=payout.idempotency_key)
+        if known is None:
+            continue
+        if known.status == "paid" and payout_paid(payout_id=payout.pk, reference=known.reference):
+            counts["paid"] += 1
+        elif known.status == "failed" and payout_fail(
+            payout_id=payout.pk, reason="the provider reports the transfer failed"
+        ):
+            counts["failed"] += 1
+    return counts
+
+
 def payouts_pending(*, settlement: Settlement | None = None) -> list[int]:
     queryset = Payout.objects.filter(status=Payout.Status.PENDING)
     if settlement is not None:

@@ -14,6 +14,7 @@ from payouts.disbursement import (
     payout_send,
     payouts_create,
     payouts_pending,
+    payouts_refresh,
     providers_in_use,
     webhooks_pull,
 )
@@ -37,6 +38,10 @@ def settlement_run(requested_by: int | None = None) -> list[int]:
     from cleanroom.accounts.models import User
 
     actor = User.objects.filter(pk=requested_by).first() if requested_by else None
+    # Outcomes first: webhooks still waiting, payouts whose webhook never came.
+    for provider in providers_in_use():
+        webhooks_pull(provider=provider)
+    payouts_refresh()
     currencies = (
         Distribution.objects.filter(settlement__isnull=True)
         .values_list("currency", flat=True)

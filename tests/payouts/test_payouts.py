@@ -176,3 +176,17 @@ def test_payout_keeps_the_destination_it_was_made_with(settled: Any) -> None:
     )
     assert payout_send(payout_id=payout.pk) == "sent"
     assert FakeBankTransfer.objects.get().iban == "DE89370400440532013000"
+
+
+def test_refresh_asks_the_bank_when_a_webhook_never_came(settled: Any) -> None:
+    from payouts.disbursement import payouts_refresh
+    from payouts.models import FakeBankEvent
+
+    settlement, _ = settled
+    for payout_id in payouts_create(settlement=settlement):
+        payout_send(payout_id=payout_id)
+    FakeBankEvent.objects.all().delete()  # the webhooks are lost
+    assert payouts_refresh(older_than_seconds=0) == {"paid": 3, "failed": 0}
+    assert set(Payout.objects.values_list("status", flat=True)) == {"paid"}
+    assert payouts_refresh(older_than_seconds=0) == {"paid": 0, "failed": 0}
+    assert ledger_reconcile().ok
