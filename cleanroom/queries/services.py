@@ -39,8 +39,8 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from cleanroom.accounts.models import User
-from cleanroom.datasets.models import Dataset
-from cleanroom.datasets.selectors import dataset_get, pool_size
+from cleanroom.datasets.models import Consent, Dataset
+from cleanroom.datasets.selectors import dataset_get
 from cleanroom.errors import (
     BudgetExhausted,
     Conflict,
@@ -222,7 +222,11 @@ def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Que
     except dp.EngineError as error:
         raise QueryRefused(str(error)) from None
     cost = _cost(mechanism)
-    members = pool_size(dataset=target)
+    # A cheap upper bound of the pool (open consents on the current terms) refuses early;
+    # the exact membership is checked on the snapshot in the worker, before any charge.
+    members = Consent.objects.filter(
+        dataset=target, withdrawn_at__isnull=True, terms_version=target.terms_version
+    ).count()
     if members < policy.min_contributors:
         raise QueryRefused(
             f"The pool has {members} contributors; this dataset needs at least "

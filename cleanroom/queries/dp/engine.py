@@ -390,6 +390,10 @@ def _as_scan(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, str | None]:
     try:
         with os.fdopen(fd, "wb") as handle:
             frame.collect().write_ipc(handle, compression="uncompressed")
+    except OSError:
+        # e.g. a small /dev/shm in a container: fall back to the (slower) in-memory frame.
+        os.unlink(path)
+        return frame, None
     except BaseException:
         os.unlink(path)
         raise
