@@ -20,7 +20,7 @@ from cleanroom.errors import PayloadTooLarge, ValidationFailed
 from cleanroom.permissions import IsContributor, ReadAnyWriteCompliance
 
 
-class _PlaintextStaysInMemory(MemoryFileUploadHandler):
+class PlaintextStaysInMemory(MemoryFileUploadHandler):
     """Keep an uploaded CSV in memory (the size was checked first) instead of a temp file.
 
     Django writes uploads above 2.5 MB to a temporary file; contributed values must never
@@ -200,7 +200,7 @@ class ContributionApi(APIView):
                 f"The upload is larger than the limit of {limit // (1024 * 1024)} MB; "
                 "split it into several uploads."
             )
-        request._request.upload_handlers = [_PlaintextStaysInMemory(request._request)]
+        request._request.upload_handlers = [PlaintextStaysInMemory(request._request)]
         dataset = selectors.dataset_get(slug=slug)
         contributor = _contributor(request)
         records: Any = None

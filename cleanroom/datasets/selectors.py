@@ -177,4 +177,3 @@ def contributor_export(*, contributor: Contributor) -> dict[str, Any]:
         "earnings": contributor_earnings_detail(contributor=contributor),
         "erasures": erasure_list(contributor=contributor),
     }
-

@@ -198,7 +198,12 @@ def price_clean(price: Any) -> dict[str, str]:
     return clean
 
 
+RESERVED_SLUGS = {"new"}  # portal paths under /datasets/
+
+
 def slug_clean(slug: Any) -> str:
+    if isinstance(slug, str) and slug in RESERVED_SLUGS:
+        raise ValidationFailed(f"The slug {slug!r} is reserved; choose another.")
     if not isinstance(slug, str) or not SLUG_RE.match(slug):
         raise ValidationFailed(
             "slug must be 2 to 63 lowercase letters, digits and underscores, starting with a "

@@ -1,0 +1,318 @@
+"""Portal pages of datasets: catalog and dataset cards for everyone signed in; consent,
+uploads and the "my data" dashboard (privacy loss, earnings, queries, export, erasure)
+for contributors; the publish form for compliance officers.
+
+Pages call the same services and selectors as the API; a DomainError is shown with its
+plain message and status, and nothing changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_POST
+
+from cleanroom.accounts.models import Contributor
+from cleanroom.datasets import selectors, services
+from cleanroom.datasets.api import PlaintextStaysInMemory
+from cleanroom.errors import DomainError, PayloadTooLarge, ValidationFailed
+
+View = Callable[..., HttpResponse]
+
+EXAMPLE_SCHEMA = {
+    "columns": [
+        {"name": "age", "type": "integer", "lower": 18, "upper": 100},
+        {"name": "region", "type": "string", "categories": ["north", "south", "east", "west"]},
+        {"name": "income", "type": "float", "lower": 0, "upper": 500000},
+        {"name": "owns_home", "type": "boolean"},
+    ]
+}
+
+
+def roles(*allowed: str) -> Callable[[View], View]:
+    """Signed-in users of these roles; a DomainError becomes an error page with its status."""
+
+    def decorate(view: View) -> View:
+        @login_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if getattr(request.user, "role", None) not in allowed:
+                return _error_page(
+                    request, 403, "Forbidden", "This page is not available to your role."
+                )
+            try:
+                return view(request, *args, **kwargs)
+            except DomainError as error:
+                return _error_page(request, error.status_code, error.title, error.detail)
+
+        return wrapped
+
+    return decorate
+
+
+def _error_page(request: HttpRequest, status: int, title: str, detail: str) -> HttpResponse:
+    return render(request, "portal/error.html", {"title": title, "detail": detail}, status=status)
+
+
+def _contributor(request: HttpRequest) -> Contributor:
+    return request.user.contributor  # type: ignore[union-attr]
+
+
+def _card(dataset: Any, request: HttpRequest) -> dict[str, Any]:
+    budget = selectors.budget_of(dataset)
+    total = Decimal(budget["total_epsilon"])
+    spent_percent = float(Decimal(budget["spent_epsilon"]) / total * 100) if total else 0.0
+    card = {
+        "dataset": dataset,
+        "contributors": selectors.pool_size(dataset=dataset),
+        "budget": budget,
+        "spent_percent": round(min(spent_percent, 100.0), 1),
+        "consent": None,
+    }
+    if getattr(request.user, "role", None) == "contributor":
+        card["consent"] = selectors.consent_status(
+            contributor=_contributor(request), dataset=dataset
+        )
+    return card
+
+
+ALL_ROLES = ("business", "compliance", "contributor")
+
+
+@roles(*ALL_ROLES)
+@require_GET
+def catalog(request: HttpRequest) -> HttpResponse:
+    cards = [_card(dataset, request) for dataset in selectors.dataset_list()]
+    return render(request, "datasets/catalog.html", {"cards": cards})
+
+
+@roles(*ALL_ROLES)
+@require_GET
+def detail(request: HttpRequest, slug: str) -> HttpResponse:
+    dataset = selectors.dataset_get(slug=slug)
+    context: dict[str, Any] = {"card": _card(dataset, request), "errors": []}
+    if getattr(request.user, "role", None) == "contributor":
+        contributor = _contributor(request)
+        context["uploads"] = [
+            u
+            for u in selectors.contribution_summary(contributor=contributor)
+            if u["dataset"] == slug
+        ]
+        context["example_records"] = json.dumps([_example_row(dataset.schema)], indent=1)
+        context["csv_header"] = ",".join(c["name"] for c in dataset.schema["columns"])
+    return render(request, "datasets/detail.html", context)
+
+
+def _example_row(schema: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for column in schema["columns"]:
+        if column["type"] in ("integer", "float"):
+            row[column["name"]] = column["lower"]
+        elif column["type"] == "boolean":
+            row[column["name"]] = True
+        else:
+            row[column["name"]] = (column.get("categories") or ["text"])[0]
+    return row
+
+
+@roles("contributor")
+@require_POST
+def consent(request: HttpRequest, slug: str) -> HttpResponse:
+    dataset = selectors.dataset_get(slug=slug)
+    _, created = services.consent_give(contributor=_contributor(request), dataset=dataset)
+    messages.success(
+        request,
+        f"You consented to version {dataset.terms_version} of the terms of {dataset.name}."
+        if created
+        else "Your consent was already on the current terms.",
+    )
+    return redirect("datasets:detail", slug=slug)
+
+
+@roles("contributor")
+@require_POST
+def withdraw(request: HttpRequest, slug: str) -> HttpResponse:
+    dataset = selectors.dataset_get(slug=slug)
+    services.consent_withdraw(contributor=_contributor(request), dataset=dataset)
+    messages.success(
+        request, f"Consent withdrawn: from now on no query of {dataset.name} sees your rows."
+    )
+    return redirect("datasets:detail", slug=slug)
+
+
+@csrf_exempt
+def upload(request: HttpRequest, slug: str) -> HttpResponse:
+    # The upload handler must be set before the body is read, and CSRF checking reads it:
+    # so CSRF is checked below, after the handler is in place (Django's documented way).
+    request.upload_handlers = [PlaintextStaysInMemory(request)]
+    return _upload_protected(request, slug)
+
+
+@csrf_protect
+@roles("contributor")
+@require_POST
+def _upload_protected(request: HttpRequest, slug: str) -> HttpResponse:
+    dataset = selectors.dataset_get(slug=slug)
+    limit = settings.CLEANROOM_MAX_UPLOAD_BYTES
+    if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+        raise PayloadTooLarge(
+            f"The upload is larger than the limit of {limit // (1024 * 1024)} MB; "
+            "split it into several uploads."
+        )
+    file = request.FILES.get("file")
+    text = request.POST.get("records", "").strip()
+    try:
+        if file is not None and file.size:
+            contribution = services.contribution_upload(
+                contributor=_contributor(request), dataset=dataset, csv_file=file.file
+            )
+        elif text:
+            try:
+                records = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValidationFailed(
+                    f"The records are not valid JSON (line {exc.lineno}, column {exc.colno})."
+                ) from None
+            contribution = services.contribution_upload(
+                contributor=_contributor(request), dataset=dataset, records=records
+            )
+        else:
+            raise ValidationFailed("Choose a CSV file or paste JSON records to upload.")
+    except ValidationFailed as error:
+        context = {"card": _card(dataset, request), "errors": error.errors, "detail": error.detail}
+        context["csv_header"] = ",".join(c["name"] for c in dataset.schema["columns"])
+        context["example_records"] = json.dumps([_example_row(dataset.schema)], indent=1)
+        return render(request, "datasets/detail.html", context, status=400)
+    messages.success(request, f"{contribution.rows} row(s) accepted, encrypted and stored.")
+    return redirect("datasets:detail", slug=slug)
+
+
+@roles("compliance")
+def new(request: HttpRequest) -> HttpResponse:
+    form: dict[str, Any] = {
+        "slug": "",
+        "name": "",
+        "purpose": "",
+        "schema": json.dumps(EXAMPLE_SCHEMA, indent=2),
+        "total_epsilon": "10",
+        "max_query_epsilon": "1",
+        "min_contributors": "10",
+        "max_rows_per_contributor": "100",
+        "auto_approve": False,
+        "currency": "EUR",
+        "per_query": "1.00",
+        "per_epsilon": "5.00",
+        "platform_fee": "0.20",
+        "retention_days": "365",
+    }
+    error = ""
+    if request.method == "POST":
+        form.update({key: request.POST.get(key, "").strip() for key in form})
+        form["auto_approve"] = request.POST.get("auto_approve") == "on"
+        try:
+            try:
+                schema = json.loads(form["schema"])
+            except json.JSONDecodeError:
+                raise ValidationFailed("The schema is not valid JSON.") from None
+            dataset = services.dataset_create(
+                actor=request.user,  # type: ignore[arg-type]
+                slug=form["slug"],
+                name=form["name"],
+                purpose=form["purpose"],
+                schema=schema,
+                policy={
+                    "total_epsilon": form["total_epsilon"],
+                    "max_query_epsilon": form["max_query_epsilon"],
+                    "min_contributors": _whole(form["min_contributors"], "min_contributors"),
+                    "max_rows_per_contributor": _whole(
+                        form["max_rows_per_contributor"], "max_rows_per_contributor"
+                    ),
+                    "auto_approve": form["auto_approve"],
+                },
+                price={
+                    "currency": form["currency"],
+                    "per_query": form["per_query"],
+                    "per_epsilon": form["per_epsilon"],
+                    "platform_fee": form["platform_fee"],
+                },
+                retention_days=_whole(form["retention_days"], "retention_days"),
+            )
+        except DomainError as exc:
+            error = exc.detail
+        else:
+            messages.success(request, f"Dataset {dataset.slug} published.")
+            return redirect("datasets:detail", slug=dataset.slug)
+    return render(
+        request, "datasets/new.html", {"form": form, "error": error}, status=400 if error else 200
+    )
+
+
+def _whole(value: str, name: str) -> int:
+    try:
+        return int(Decimal(value)) if Decimal(value) == int(Decimal(value)) else int("x")
+    except (InvalidOperation, ValueError):
+        raise ValidationFailed(f"{name} must be a whole number.") from None
+
+
+@roles("contributor")
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    overview = selectors.contributor_overview(contributor=_contributor(request))
+    losses = overview["privacy_loss"]
+    return render(
+        request,
+        "datasets/dashboard.html",
+        {"me": overview, "chart": _privacy_chart(losses)},
+    )
+
+
+def _privacy_chart(losses: list[dict[str, Any]]) -> dict[str, Any]:
+    """Horizontal bars of epsilon per dataset, laid out here for an inline SVG."""
+    peak = max((float(item["epsilon"]) for item in losses), default=0.0) or 1.0
+    bars = []
+    for index, item in enumerate(losses):
+        value = float(item["epsilon"])
+        bars.append(
+            {
+                "label": item["dataset"],
+                "value": f"{value:.4g}",
+                "y": 10 + index * 28,
+                "width": round(360 * value / peak, 1),
+            }
+        )
+    return {"bars": bars, "height": 20 + 28 * len(bars)}
+
+
+@roles("contributor")
+@require_GET
+def export(request: HttpRequest) -> HttpResponse:
+    data = selectors.contributor_export(contributor=_contributor(request))
+    response = JsonResponse(data, json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = 'attachment; filename="my-clean-room-data.json"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@roles("contributor")
+@require_POST
+def erase(request: HttpRequest) -> HttpResponse:
+    if request.POST.get("confirm") != "erase":
+        messages.error(request, 'Type "erase" to confirm that your data should be erased.')
+        return redirect("datasets:dashboard")
+    services.contributor_erase_request(contributor=_contributor(request))
+    messages.success(
+        request,
+        "Your data key was destroyed and your consents closed; your rows are being removed "
+        "from every copy of the pool. Your earnings history stays.",
+    )
+    return redirect("datasets:dashboard")
