@@ -68,29 +68,37 @@ def payouts_create(*, settlement: Settlement, chunk: int = 500) -> list[int]:
                     "contributor_id", flat=True
                 )
             )
-            for destination in destinations:
-                amount = balances.get(destination.contributor_id, 0)
-                if amount < threshold or destination.contributor_id in made:
-                    continue
-                payout = Payout.objects.create(
+            new = [
+                Payout(
                     settlement=settlement,
                     contributor_id=destination.contributor_id,
-                    amount=amount,
+                    amount=balances[destination.contributor_id],
                     currency=currency,
                     provider=destination.provider,
                     holder_name=destination.holder_name,
                     iban=destination.iban,
                     idempotency_key=f"settlement:{settlement.pk}:contributor:{destination.contributor_id}",
                 )
-                entry_post(
-                    key=f"payout:{payout.pk}:initiated",
-                    kind=JournalEntry.Kind.PAYOUT_INITIATED,
-                    memo=f"payout {payout.pk}",
-                    lines=[
-                        Line(payable, -amount, destination.contributor_id),
-                        Line(in_transit, amount),
-                    ],
-                )
+                for destination in destinations
+                if balances.get(destination.contributor_id, 0) >= threshold
+                and destination.contributor_id not in made
+            ]
+            if not new:
+                continue
+            created = Payout.objects.bulk_create(new)
+            # One entry per batch, a line per payout: the payouts and the money moving into
+            # transit commit together or not at all.
+            first = min(p.pk for p in created) if all(p.pk for p in created) else None
+            if first is None:  # backends that do not return ids from bulk inserts
+                first = Payout.objects.get(idempotency_key=new[0].idempotency_key).pk
+            total = sum(p.amount for p in new)
+            entry_post(
+                key=f"payouts:settlement:{settlement.pk}:from:{first}",
+                kind=JournalEntry.Kind.PAYOUT_INITIATED,
+                memo=f"{len(new)} payouts of settlement {settlement.pk}",
+                lines=[Line(payable, -p.amount, p.contributor_id) for p in new]
+                + [Line(in_transit, total)],
+            )
     return list(
         Payout.objects.filter(settlement=settlement, status=Payout.Status.PENDING)
         .order_by("pk")
