@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from identity import statuslist
@@ -232,3 +234,65 @@ def test_the_connected_peer_is_checked_too(peer, refused):
             statuslist._peer_check(response, "https://status.example/l", policy=FetchPolicy())
     else:
         statuslist._peer_check(response, "https://status.example/l", policy=FetchPolicy())
+
+
+def test_a_forged_credential_never_makes_us_fetch(
+    trusted_issuer, issuer, wallet, presentation_request, request_object, submit, status_server
+):
+    """Status lists are fetched only for credentials whose signatures verified (no SSRF by forgery)."""
+    credential = _revocable(issuer, wallet, status_server, "StatusList2021", "never")
+    credential["credentialStatus"]["statusListCredential"] = status_server.url("attacker-chosen")
+    vp = wallet.present(request_object, credential=credential)
+    assert_refused(submit(request_object, vp), "bad_credential_signature", presentation_request)
+    assert status_server.requests == []
+
+
+def test_suspension_purpose_is_read_from_a_suspension_list(issuer):
+    from identity import verification
+
+    issuer.status_list_create(url="https://status.example/s")
+    issuer.revoke(3)
+    document = issuer.status_list_credential()
+    document.pop("proof")
+    document["credentialSubject"]["statusPurpose"] = "suspension"
+    signed = issuer.sign(document)
+    entry = {**issuer.status_entry(3), "statusPurpose": "suspension"}
+    fetch = lambda url: json.dumps(signed).encode()  # noqa: E731
+    with pytest.raises(statuslist.StatusRevoked, match="suspended"):
+        verification.status_entry_check(entry, issuer.did, fetch=fetch, cache_seconds=0)
+    # The same list does not answer for another purpose.
+    with pytest.raises(StatusError, match="another status purpose"):
+        verification.status_entry_check(
+            issuer.status_entry(3), issuer.did, fetch=fetch, cache_seconds=0
+        )
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"type": "RevocationList2020Status"}, "unsupported"),
+        (
+            {"type": "StatusList2021Entry", "statusPurpose": "message"},
+            "purpose 'message' is unsupported",
+        ),
+        (
+            {"type": "StatusList2021Entry", "statusPurpose": "revocation", "statusListIndex": "-1"},
+            "non-negative",
+        ),
+        (
+            {"type": "StatusList2021Entry", "statusPurpose": "revocation", "statusListIndex": "x"},
+            "non-negative",
+        ),
+        (
+            {"type": "StatusList2021Entry", "statusPurpose": "revocation", "statusListIndex": "1"},
+            "not a URL",
+        ),
+    ],
+)
+def test_bad_status_entries_are_refused(entry, message):
+    from identity import verification
+
+    with pytest.raises(StatusError, match=message):
+        verification.status_entry_check(
+            entry, "did:key:z6Mk", fetch=lambda url: b"", cache_seconds=0
+        )
