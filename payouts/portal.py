@@ -149,9 +149,13 @@ def settlements(request: HttpRequest) -> HttpResponse:
         transaction.on_commit(lambda: settlement_run.delay(requested_by=user_pk))
         messages.success(request, "Settlement queued: it runs on a worker.")
         return redirect("payouts:settlements")
-    return render(
-        request, "payouts/settlements.html", {"rows": selectors.settlements_list(limit=200)}
+    # The table refreshes itself (htmx) while a queued settlement runs on a worker.
+    template = (
+        "payouts/_settlements_table.html"
+        if request.GET.get("partial")
+        else "payouts/settlements.html"
     )
+    return render(request, template, {"rows": selectors.settlements_list(limit=200)})
 
 
 @role_required("compliance")

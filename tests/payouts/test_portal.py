@@ -72,3 +72,10 @@ def test_navigation_lists_the_role_pages(business_user: Any, compliance_user: An
     assert 'href="/billing/"' in _client(business_user).get("/billing/").content.decode()
     html = _client(compliance_user).get("/money/payouts/").content.decode()
     assert 'href="/money/settlements/"' in html
+
+
+def test_settlements_table_refreshes_as_a_fragment(compliance_user: Any) -> None:
+    client = _client(compliance_user)
+    assert 'hx-trigger="every 3s"' in client.get("/money/settlements/").content.decode()
+    fragment = client.get("/money/settlements/?partial=1").content.decode()
+    assert fragment.lstrip().startswith("<table>") and "No settlements yet." in fragment
