@@ -228,7 +228,7 @@ def _run(args: argparse.Namespace) -> None:
     print(f"rows written per query: ours 1 distribution + 4 postings; naive {args.contributors:,}")
 
     print(f"\n== 2. settling {args.queries:,} queries x {args.contributors:,} contributors")
-    charged, distributed = _setup_distributions(
+    _setup_distributions(
         queries=args.queries,
         contributors=args.contributors,
         snapshots=args.snapshots,
@@ -252,9 +252,26 @@ def _run(args: argparse.Namespace) -> None:
     )
     start = time.perf_counter()
     report = ledger_reconcile()
+    from django.db.models import F, Sum
+
+    from payouts.models import Distribution
+
+    totals = Distribution.objects.aggregate(
+        gross=Sum("gross"), pool=Sum(F("share") * F("pool_size"))
+    )
+    exact = (
+        totals["pool"]
+        == settlement.total_amount
+        == int(
+            Posting.objects.filter(
+                entry__settlement=settlement, contributor_pk__isnull=False
+            ).aggregate(total=Sum("amount"))["total"]
+        )
+    )
     print(
         f"reconcile_ledger: {'OK' if report.ok else 'BREACH'} in {time.perf_counter() - start:.1f} s; "
-        f"charged {charged:,}, distributed {distributed:,}, settled {settlement.total_amount:,} micro-units"
+        f"charged {totals['gross']:,}, owed to pools {totals['pool']:,}, settled "
+        f"{settlement.total_amount:,} micro-units: {'exact to the unit' if exact else 'MISMATCH'}"
     )
     for problem in report.problems:
         print("  BREACH:", problem)
