@@ -99,13 +99,20 @@ class PresentationResponseApi(APIView):
         },
     )
     def post(self, request: Request, request_id: str) -> Response:
-        # The raw body: the service enforces the size cap and parses it (JSON or form).
-        body = request._request.body
+        # The raw body, never more than the cap (+1 byte so the service sees it is too big):
+        # a huge body is refused without being read. The service parses JSON or form.
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        limit = services.MAX_RESPONSE_BYTES
+        body = b"" if declared > limit else request._request.read(limit + 1)
         try:
             admission = services.presentation_submit(
                 request_id=request_id,
                 body=body,
                 content_type=request.content_type or "application/json",
+                content_length=declared,
             )
         except DomainError as exc:
             return Response(_refusal(exc), status=exc.status_code)

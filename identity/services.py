@@ -173,13 +173,20 @@ def _status_check() -> verification.StatusCheck:
     return check
 
 
-def presentation_submit(*, request_id: UUID | str, body: bytes, content_type: str) -> Admission:
+def presentation_submit(
+    *, request_id: UUID | str, body: bytes, content_type: str, content_length: int = 0
+) -> Admission:
     """Verify a wallet's answer at response_uri and admit (or sign in) the contributor.
 
     Raises a DomainError with the reason; every attempt is audited either way.
     """
     try:
-        return _admit(request_id=request_id, body=body, content_type=content_type)
+        return _admit(
+            request_id=request_id,
+            body=body,
+            content_type=content_type,
+            content_length=content_length,
+        )
     except DomainError as exc:
         _refusal_record(request_id=request_id, exc=exc)
         raise
@@ -206,8 +213,10 @@ def _refusal_record(*, request_id: UUID | str, exc: DomainError) -> None:
         )
 
 
-def _admit(*, request_id: UUID | str, body: bytes, content_type: str) -> Admission:
-    if len(body) > MAX_RESPONSE_BYTES:
+def _admit(
+    *, request_id: UUID | str, body: bytes, content_type: str, content_length: int
+) -> Admission:
+    if len(body) > MAX_RESPONSE_BYTES or content_length > MAX_RESPONSE_BYTES:
         raise BodyTooLarge(f"The response is larger than {MAX_RESPONSE_BYTES} bytes.")
     request = selectors.presentation_request_get(request_id=request_id)
     vp_token = _vp_token_from(body, content_type)

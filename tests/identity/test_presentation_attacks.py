@@ -394,3 +394,14 @@ def test_jwt_presentation_with_edited_claims_fails_its_signature(
     assert_refused(
         submit(request_object, edited), "bad_presentation_signature", presentation_request
     )
+
+
+def test_a_body_above_the_server_limit_is_refused_unread(
+    db, presentation_request, request_object, settings
+):
+    """Bigger than Django's own upload limit: still a clear 413, never a 500."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+    path = urlsplit(request_object["response_uri"]).path
+    huge = json.dumps({"vp_token": "x" * (3 * 1024 * 1024)})
+    response = APIClient().post(path, data=huge, content_type="application/json")
+    assert_refused(response, "too_large", presentation_request, status=413)
