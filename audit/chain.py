@@ -352,7 +352,18 @@ class Report:
         }
 
 
-Columns = tuple[Sequence[int], Sequence[bytes], Sequence[str], Sequence[str]]
+# (seqs, entries, stored prev hashes, stored hashes); hashes as hex str or ASCII bytes.
+Columns = tuple[Sequence[int], Sequence[bytes], Sequence[Any], Sequence[Any]]
+
+
+def _joined(hexes: Sequence[Any]) -> str:
+    if hexes and isinstance(hexes[0], bytes):
+        return b"".join(hexes).decode("ascii", errors="replace")
+    return "".join(hexes)
+
+
+def _text(value: Any) -> str:
+    return value.decode("ascii", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def columns_of(rows: Iterable[tuple[int, bytes, str, str]], size: int = 65536) -> Iterator[Columns]:
@@ -409,8 +420,8 @@ def verify_log(
         joined = b"".join(chunk_heads).hex()
         expected_prevs = previous.hex() + joined[:-64]
         if (
-            "".join(stored_hashes) == joined
-            and "".join(stored_prevs) == expected_prevs
+            _joined(stored_hashes) == joined
+            and _joined(stored_prevs) == expected_prevs
             and list(seqs) == list(range(first, first + size))
         ):
             leaves.extend(chunk_leaves)
@@ -422,9 +433,9 @@ def verify_log(
             if seqs[i] != seq:
                 bad = seq
                 reason = f"entry {seq} is missing or out of order (found {seqs[i]} in its place)"
-            elif stored_prevs[i] != expected_prevs[64 * i : 64 * i + 64]:
+            elif _text(stored_prevs[i]) != expected_prevs[64 * i : 64 * i + 64]:
                 bad, reason = seq, f"entry {seq}: its previous hash does not match entry {seq - 1}"
-            elif stored_hashes[i] != joined[64 * i : 64 * i + 64]:
+            elif _text(stored_hashes[i]) != joined[64 * i : 64 * i + 64]:
                 bad, reason = seq, f"entry {seq}: its content does not match its hash"
             if bad is not None:
                 leaves.extend(chunk_leaves[:i])
