@@ -61,7 +61,7 @@ FILTER_PARAMETERS = [
 ]
 
 
-class EventOutput(serializers.Serializer):
+class AuditEventOutput(serializers.Serializer):
     seq = serializers.IntegerField()
     at = serializers.CharField()
     actor = serializers.CharField()
@@ -84,7 +84,10 @@ class EventListApi(APIView):
         page_size = serializers.IntegerField()
         next = serializers.CharField(allow_null=True)
         previous = serializers.CharField(allow_null=True)
-        results = EventOutput(many=True)
+        results = AuditEventOutput(many=True)
+
+        class Meta:
+            ref_name = "AuditEventPage"
 
     @extend_schema(
         parameters=[
@@ -137,6 +140,9 @@ class VerifyApi(APIView):
         unsigned_tail = serializers.IntegerField()
         problems = serializers.ListField(child=serializers.CharField())
 
+        class Meta:
+            ref_name = "AuditVerification"
+
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request) -> Response:
         report = log_verify().as_dict()
@@ -183,10 +189,11 @@ class InclusionProofApi(APIView):
     permission_classes = [IsCompliance]
 
     @extend_schema(
+        responses={200: OpenApiTypes.OBJECT},
         parameters=[
             OpenApiParameter("seq", int, required=True),
             OpenApiParameter("tree_size", int, description="a checkpoint's size (default: latest)"),
-        ]
+        ],
     )
     def get(self, request: Request) -> Response:
         seq = _positive_int(request.query_params, "seq")
@@ -202,6 +209,7 @@ class ConsistencyProofApi(APIView):
     permission_classes = [IsCompliance]
 
     @extend_schema(
+        responses={200: OpenApiTypes.OBJECT},
         parameters=[
             OpenApiParameter(
                 "first", int, required=True, description="the older checkpoint's size"
@@ -209,7 +217,7 @@ class ConsistencyProofApi(APIView):
             OpenApiParameter(
                 "second", int, description="the newer checkpoint's size (default: latest)"
             ),
-        ]
+        ],
     )
     def get(self, request: Request) -> Response:
         first = _positive_int(request.query_params, "first")
@@ -231,6 +239,9 @@ class PublicKeyApi(APIView):
         algorithm = serializers.CharField()
         key_id = serializers.CharField()
         public_key = serializers.CharField()
+
+        class Meta:
+            ref_name = "AuditPublicKey"
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request) -> Response:
