@@ -296,3 +296,21 @@ def test_bad_status_entries_are_refused(entry, message):
         verification.status_entry_check(
             entry, "did:key:z6Mk", fetch=lambda url: b"", cache_seconds=0
         )
+
+
+@pytest.mark.parametrize("kind", ["StatusList2021", "BitstringStatusList"])
+def test_a_status_list_published_as_a_jwt_is_read(
+    trusted_issuer,
+    issuer,
+    wallet,
+    presentation_request,
+    request_object,
+    submit,
+    status_server,
+    kind,
+):
+    credential = _revocable(issuer, wallet, status_server, kind, f"jwt-{kind}")
+    issuer.revoke(0)
+    status_server.publish(f"jwt-{kind}", issuer.status_list_credential(jwt=True))
+    vp = wallet.present(request_object, credential=credential)
+    assert_refused(submit(request_object, vp), "revoked", presentation_request)
