@@ -87,7 +87,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--api-uploads", type=int, default=20)
     parser.add_argument("--api-rows", type=int, default=5000, help="rows per API upload")
     parser.add_argument("--stream-rows", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args(argv)
 

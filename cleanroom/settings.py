@@ -197,6 +197,11 @@ CELERY_BEAT_SCHEDULE["audit-checkpoint"] = {
     "task": "audit.tasks.audit_checkpoint_take",
     "schedule": env.int("CLEANROOM_AUDIT_CHECKPOINT_SECONDS", default=300),
 }
+# Datasets: delete uploads older than their dataset's retention, from every stored form.
+CELERY_BEAT_SCHEDULE["datasets-retention"] = {
+    "task": "cleanroom.datasets.tasks.contributions_expire_task",
+    "schedule": env.int("CLEANROOM_RETENTION_EVERY_SECONDS", default=86400),
+}
 CELERY_TIMEZONE = "UTC"
 
 LOGGING = {

@@ -91,10 +91,15 @@ def _segment_rows(dataset: Dataset) -> list[tuple[str, Any, str]]:
 
 def _frames(dataset: Dataset) -> list[pl.DataFrame]:
     frames: list[pl.DataFrame] = []
+    columns = list(polars_schema(dataset))
     for kek_id, wrapped_key, file_name in _segment_rows(dataset):
         frames.append(
             storage.segment_decrypt(
-                dataset_pk=dataset.pk, kek_id=kek_id, wrapped_key=wrapped_key, file_name=file_name
+                dataset_pk=dataset.pk,
+                kek_id=kek_id,
+                wrapped_key=wrapped_key,
+                file_name=file_name,
+                columns=columns,
             )
         )
     # Uploads not yet compacted: few by construction (compaction follows every upload).

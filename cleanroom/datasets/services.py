@@ -16,6 +16,8 @@ Invariants kept here (each one has tests that try to break it):
 - Erasure destroys the data key and withdraws consent at once (the next snapshot
   excludes the contributor); its job then deletes the contributions and rewrites
   every pool segment that held their rows. Earnings (payouts) are not touched.
+- Uploads older than the dataset's ``retention_days`` are deleted, with their rows in
+  the pool segments (found by the segments' provenance column), by a daily job.
 - Key rotation re-wraps keys under the current KEK; records are never re-encrypted.
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import IO, Any
 
@@ -396,6 +399,7 @@ def pool_compact(*, dataset_pk: int) -> int:
         unwrapped: dict[int, bytes] = {}
         tables: list[pa.Table] = []
         owners: list[int] = []
+        origins: list[int] = []
         for contribution in pending:
             record = keys.get(contribution.contributor_id)
             if record is None or record.wrapped is None:
@@ -405,13 +409,15 @@ def pool_compact(*, dataset_pk: int) -> int:
                 key = unwrapped[record.contributor_id] = storage.data_key_unwrap(record)
             tables.append(storage.contribution_decrypt(key=key, contribution=contribution))
             owners.append(contribution.contributor_id)
+            origins.append(contribution.pk)
         compacted = sum(table.num_rows for table in tables)
         if tables:
             # One columnar concatenation in Arrow, not one Polars frame per upload.
             combined = pa.concat_tables(tables).combine_chunks()
-            ids = np.repeat(
-                np.asarray(owners, dtype=np.int64), [table.num_rows for table in tables]
-            )
+            counts = [table.num_rows for table in tables]
+            ids = np.repeat(np.asarray(owners, dtype=np.int64), counts)
+            sources = np.repeat(np.asarray(origins, dtype=np.int64), counts)
+            combined = combined.add_column(0, storage.PROVENANCE, pa.array(sources))
             frame = pl.from_arrow(combined.add_column(0, "contributor_id", pa.array(ids)))
             assert isinstance(frame, pl.DataFrame)
             _segments_write(dataset, frame)
@@ -518,6 +524,51 @@ def contributor_erase_run(*, erasure_pk: int) -> bool:
                 payload={"erasure": erasure_pk, "stage": "purged", "contributions": removed},
             )
     return bool(claimed)
+
+
+# ---------------------------------------------------------------- retention
+
+
+def contributions_expire(*, now: datetime | None = None) -> int:
+    """Delete uploads older than their dataset's retention from every stored form.
+
+    Idempotent (a second run finds nothing); rows leave the pool segments by their
+    upload id, so a contributor's newer uploads stay.
+    """
+    now = now or timezone.now()
+    removed = 0
+    for dataset_pk, slug, retention_days in Dataset.objects.order_by("pk").values_list(
+        "pk", "slug", "retention_days"
+    ):
+        cutoff = now - timedelta(days=retention_days)
+        expired_qs = Contribution.objects.filter(dataset_id=dataset_pk, created_at__lt=cutoff)
+        if not expired_qs.exists():
+            continue
+        with _pool_lock(dataset_pk):
+            dataset = Dataset.objects.get(pk=dataset_pk)
+            expired = list(expired_qs.values_list("pk", flat=True))
+            if not expired:
+                continue
+            gone = pl.Series(expired, dtype=pl.Int64).implode()
+            for segment in PoolSegment.objects.filter(dataset=dataset).order_by("pk"):
+                frame = _segment_frame(dataset, segment)
+                remaining = frame.filter(~pl.col(storage.PROVENANCE).is_in(gone))
+                if remaining.height == frame.height:
+                    continue
+                storage.segment_delete(segment)
+                if remaining.height:
+                    _segments_write(dataset, remaining)
+            Contribution.objects.filter(pk__in=expired).delete()
+            storage.segments_sweep(dataset_pk=dataset_pk)
+            audit_record(
+                action="cleanroom.contribution.expired",
+                actor=None,
+                subject=f"dataset:{slug}",
+                dataset=slug,
+                payload={"contributions": len(expired), "retention_days": retention_days},
+            )
+            removed += len(expired)
+    return removed
 
 
 # ---------------------------------------------------------------- key rotation

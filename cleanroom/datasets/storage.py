@@ -39,6 +39,11 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 SEGMENT_COMPRESSION: Final = "uncompressed"
 
 
+# Pool segments also carry the id of the upload each row came from, so retention can
+# remove exactly the expired uploads (the pool itself never reads this column).
+PROVENANCE = "contribution_id"
+
+
 class DataKeyDestroyed(Exception):
     """The contributor was erased: their data key no longer exists."""
 
@@ -136,12 +141,14 @@ def contribution_decrypt(*, key: bytes, contribution: Contribution) -> pa.Table:
 
 
 def contribution_frame(*, key: bytes, contribution: Contribution) -> pl.DataFrame:
-    """An upload's rows as a frame with its owner's contributor_id first."""
+    """An upload's rows with its owner's contributor_id and its own id (provenance) first."""
     table = contribution_decrypt(key=key, contribution=contribution)
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame.select(
-        pl.lit(contribution.contributor_id, dtype=pl.Int64).alias("contributor_id"), pl.all()
+        pl.lit(contribution.contributor_id, dtype=pl.Int64).alias("contributor_id"),
+        pl.lit(contribution.pk, dtype=pl.Int64).alias(PROVENANCE),
+        pl.all(),
     )
 
 
@@ -186,13 +193,21 @@ def segment_build(*, dataset: Dataset, frame: pl.DataFrame, contributors: int) -
 
 
 def segment_decrypt(
-    *, dataset_pk: int, kek_id: str, wrapped_key: Any, file_name: str
+    *,
+    dataset_pk: int,
+    kek_id: str,
+    wrapped_key: Any,
+    file_name: str,
+    columns: list[str] | None = None,
 ) -> pl.DataFrame:
-    """Read, authenticate and decode a pool segment (FileNotFoundError if it was replaced)."""
+    """Read, authenticate and decode a pool segment (FileNotFoundError if it was replaced).
+
+    ``columns`` decodes only those (the pool skips the provenance column).
+    """
     aad = _segment_aad(dataset_pk)
     key = crypto.unwrap(kek_id, bytes(wrapped_key), aad)
     blob = segment_path(file_name).read_bytes()
-    return pl.read_parquet(io.BytesIO(crypto.decrypt(key, blob, aad)))
+    return pl.read_parquet(io.BytesIO(crypto.decrypt(key, blob, aad)), columns=columns)
 
 
 def segment_delete(segment: PoolSegment) -> None:
