@@ -120,30 +120,40 @@ def topup_record(
 
 
 def membership_store(*, ranges: np.ndarray) -> PoolMembership:
-    """The content-addressed membership row for these ranges (shared by equal pools)."""
+    """The content-addressed membership row for these ranges (shared by equal pools).
+
+    The returned instance does not carry the (possibly large) ranges blob back.
+    """
     digest = ranges_hash(ranges)
-    existing = PoolMembership.objects.filter(hash=digest).first()
-    if existing is not None:
-        return existing
-    first = int(ranges[0, 0]) if len(ranges) else None
-    last = int(ranges[-1, 1]) - 1 if len(ranges) else None
-    with connection.cursor() as cursor:
-        # ON CONFLICT: a concurrent twin may store the same pool first; no savepoint needed.
-        cursor.execute(
-            "INSERT INTO payouts_poolmembership "
-            "(hash, ranges, size, range_count, first_pk, last_pk, created_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (hash) DO NOTHING",
-            [
-                digest,
-                ranges_encode(ranges),
-                ranges_size(ranges),
-                len(ranges),
-                first,
-                last,
-                timezone.now(),
-            ],
+    fields = {
+        "size": ranges_size(ranges),
+        "range_count": len(ranges),
+        "first_pk": int(ranges[0, 0]) if len(ranges) else None,
+        "last_pk": int(ranges[-1, 1]) - 1 if len(ranges) else None,
+    }
+    existing = PoolMembership.objects.filter(hash=digest).values_list("pk", flat=True).first()
+    if existing is None:
+        with connection.cursor() as cursor:
+            # ON CONFLICT: a concurrent twin may store the same pool first; no savepoint needed.
+            cursor.execute(
+                "INSERT INTO payouts_poolmembership "
+                "(hash, ranges, size, range_count, first_pk, last_pk, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (hash) DO NOTHING RETURNING id",
+                [
+                    digest,
+                    ranges_encode(ranges),
+                    fields["size"],
+                    fields["range_count"],
+                    fields["first_pk"],
+                    fields["last_pk"],
+                    timezone.now(),
+                ],
+            )
+            row = cursor.fetchone()
+        existing = (
+            row[0] if row else PoolMembership.objects.values_list("pk", flat=True).get(hash=digest)
         )
-    return PoolMembership.objects.get(hash=digest)
+    return PoolMembership(pk=existing, hash=digest, **fields)
 
 
 def _pk(value: Any) -> Any:
@@ -225,7 +235,7 @@ def query_charge(*, query: Any, members: Any) -> Distribution:
         pool_size=size,
         share=share,
         remainder=remainder,
-        membership=membership,
+        membership_id=membership.pk,  # loaded on access: the blob is not carried around
         membership_hash=membership.hash,
         entry=entry,
     )

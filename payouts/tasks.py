@@ -57,10 +57,13 @@ def settlement_run(requested_by: int | None = None) -> list[int]:
     ):
         settlement_process(settlement_id=settlement_id)
         done.append(settlement_id)
-    for settlement in Settlement.objects.filter(status=Settlement.Status.COMPLETED).order_by("-pk")[
-        :20
-    ]:
-        payouts_create(settlement=settlement)
+    # Payouts are made from the latest completed settlement of each currency: that also
+    # resumes a run that died between completing a settlement and paying it.
+    completed = Settlement.objects.filter(status=Settlement.Status.COMPLETED)
+    for currency in sorted(set(completed.values_list("currency", flat=True))):
+        latest = completed.filter(currency=currency).order_by("-pk").first()
+        if latest is not None:
+            payouts_create(settlement=latest)
     with transaction.atomic():
         _queue_sends(payouts_pending())
     crash_point("settlement.after_commit_before_ack")
