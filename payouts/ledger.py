@@ -137,13 +137,14 @@ def entry_post(
     for line in lines:
         deltas[line.account.pk] += line.amount
     with transaction.atomic(savepoint=False):
-        # Lock and check before writing anything: a refusal leaves nothing behind.
-        locked = locked if locked is not None else accounts_lock(deltas)
-        _check(deltas, locked)
+        # The key first: a twin that already posted it (or is posting it: the insert waits
+        # for its commit) wins, and its effect on balances is not checked a second time.
+        # A refusal below raises through this block: nothing written stays.
         entry_pk = _entry_insert(key=key, kind=kind, memo=memo, settlement_id=settlement_id)
         if entry_pk is None:
-            # Posted before (or by a concurrent twin that committed first): theirs stands.
             return JournalEntry.objects.get(key=key), False
+        locked = locked if locked is not None else accounts_lock(deltas)
+        _check(deltas, locked)
         _apply(deltas)
         Posting.objects.bulk_create(
             Posting(
@@ -187,10 +188,10 @@ def entry_post_subledger(
     currency = counter.currency
     deltas = {counter.pk: -total, subledger.pk: total}
     with transaction.atomic(savepoint=False):
-        _check(deltas, accounts_lock(deltas))
         entry_pk = _entry_insert(key=key, kind=kind, memo=memo, settlement_id=settlement_id)
         if entry_pk is None:
             return JournalEntry.objects.get(key=key), False
+        _check(deltas, accounts_lock(deltas))
         _apply(deltas)
         entry = JournalEntry(
             pk=entry_pk, key=key, kind=kind, memo=memo[:300], settlement_id=settlement_id

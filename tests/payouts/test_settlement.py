@@ -177,3 +177,48 @@ def test_distribution_is_immutable_except_its_settlement_once(
     with pytest.raises(IntegrityError, match="immutable"), transaction.atomic():
         Distribution.objects.filter(pk=distribution.pk).update(settlement=other)
     assert Distribution.objects.get(pk=distribution.pk).settlement_id == first.pk
+
+
+def _in_threads(count: int, target: Any) -> list[Any]:
+    import threading
+
+    from django.db import connections
+
+    results: list[Any] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            results.append(target())
+        except BaseException as error:  # reported below: a thread must not fail silently
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    return results
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks under concurrency")
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_settlements_claim_and_write_once(
+    funded: Any, dataset: Any, make_query: Any
+) -> None:
+    _charge_three(funded, dataset, make_query)
+    opened = _in_threads(4, lambda: settlement_open(currency="EUR"))
+    claimed = [s for s in opened if s is not None]
+    assert len(claimed) == 1 and claimed[0].distribution_count == 3
+    settlement = claimed[0]
+    Settlement.objects.filter(pk=settlement.pk).update(batch_size=2)
+    _in_threads(3, lambda: settlement_process(settlement_id=settlement.pk))
+    assert Posting.objects.filter(contributor_pk__isnull=False).count() == 5
+    assert Settlement.objects.get(pk=settlement.pk).status == "completed"
+    assert AuditEvent.objects.filter(action="payouts.settlement.completed").count() == 1
+    assert ledger_reconcile().ok
