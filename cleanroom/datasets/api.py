@@ -232,10 +232,52 @@ class ContributionApi(APIView):
         )
 
 
+class MeConsentOutput(serializers.Serializer):
+    dataset = serializers.CharField()
+    terms_version = serializers.IntegerField()
+    current_terms_version = serializers.IntegerField()
+    is_active = serializers.BooleanField()
+    given_at = serializers.DateTimeField()
+    withdrawn_at = serializers.DateTimeField(allow_null=True)
+
+
+class MePrivacyLossOutput(serializers.Serializer):
+    dataset = serializers.CharField()
+    epsilon = serializers.FloatField()
+
+
+class MeEarningsOutput(serializers.Serializer):
+    balance = serializers.CharField()
+    currency = serializers.CharField()
+
+
+class MeUploadOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    dataset = serializers.CharField()
+    rows = serializers.IntegerField()
+    uploaded_at = serializers.DateTimeField()
+
+
+class MeErasureOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    requested_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+
+
 class MeApi(APIView):
     permission_classes = [IsContributor]
 
-    @extend_schema(responses=serializers.JSONField())
+    class OutputSerializer(serializers.Serializer):
+        did = serializers.CharField()
+        consents = MeConsentOutput(many=True)
+        contributions = MeUploadOutput(many=True)
+        privacy_loss = MePrivacyLossOutput(many=True)
+        earnings = MeEarningsOutput()
+        queries = serializers.ListField(child=serializers.DictField())
+        erasures = MeErasureOutput(many=True)
+
+    @extend_schema(responses=OutputSerializer)
     def get(self, request: Request) -> Response:
         return Response(selectors.contributor_overview(contributor=_contributor(request)))
 
@@ -243,7 +285,19 @@ class MeApi(APIView):
 class MeExportApi(APIView):
     permission_classes = [IsContributor]
 
-    @extend_schema(responses=serializers.JSONField())
+    class OutputSerializer(serializers.Serializer):
+        did = serializers.CharField()
+        joined_at = serializers.DateTimeField()
+        consents = MeConsentOutput(many=True)
+        contributions = serializers.ListField(
+            child=serializers.DictField(), help_text="uploads with their records decrypted"
+        )
+        privacy_loss = MePrivacyLossOutput(many=True)
+        queries = serializers.ListField(child=serializers.DictField())
+        earnings = serializers.DictField()
+        erasures = MeErasureOutput(many=True)
+
+    @extend_schema(responses=OutputSerializer)
     def get(self, request: Request) -> Response:
         response = Response(selectors.contributor_export(contributor=_contributor(request)))
         response["Content-Disposition"] = 'attachment; filename="my-clean-room-data.json"'

@@ -379,12 +379,30 @@ def _segments_write(dataset: Dataset, frame: pl.DataFrame) -> list[PoolSegment]:
     return written
 
 
+# After compacting this many uploads at once, vacuum the contributions table: the
+# partial index of waiting uploads (read by every snapshot) otherwise keeps pointing at
+# the dead versions of the flipped rows until autovacuum comes by.
+VACUUM_AFTER_UPLOADS = 10_000
+
+
 def pool_compact(*, dataset_pk: int) -> int:
     """Copy uncompacted uploads into pool segments; returns the rows compacted (0: no-op)."""
+    uploads, compacted = _pool_compact(dataset_pk)
+    if (
+        uploads >= VACUUM_AFTER_UPLOADS
+        and connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+    ):
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM (ANALYZE) datasets_contribution")
+    return compacted
+
+
+def _pool_compact(dataset_pk: int) -> tuple[int, int]:
     with _pool_lock(dataset_pk):
         dataset = Dataset.objects.filter(pk=dataset_pk).first()
         if dataset is None:
-            return 0
+            return 0, 0
         pending = list(
             Contribution.objects.filter(dataset=dataset, is_compacted=False)
             .select_for_update()
@@ -431,7 +449,7 @@ def pool_compact(*, dataset_pk: int) -> int:
                 storage.segment_delete(segment)
             _segments_write(dataset, merged)
         storage.segments_sweep(dataset_pk=dataset.pk)
-        return compacted
+        return len(pending), compacted
 
 
 # ---------------------------------------------------------------- erasure
