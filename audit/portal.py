@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET
 
 from audit import charts, keys, selectors
 from audit.models import AuditEvent
+from cleanroom.accounts.models import Organization
 from cleanroom.errors import DomainError, ValidationFailed
 
 View = Callable[..., HttpResponseBase]
@@ -142,6 +143,14 @@ def _story_summary(story: list[AuditEvent]) -> dict[str, Any]:
             summary["submitted"] = event
             summary["dataset"] = event.dataset
             summary["epsilon"] = payload.get("epsilon")
+            organization = payload.get("organization")
+            if isinstance(organization, int):
+                # An organization's name is not personal data; the log keeps only its pk.
+                summary["organization"] = (
+                    Organization.objects.filter(pk=organization)
+                    .values_list("name", flat=True)
+                    .first()
+                )
         elif event.action in ("cleanroom.query.approved", "cleanroom.query.rejected"):
             summary["approvals"].append(event)
         elif event.action in selectors.BUDGET_ACTIONS:
