@@ -45,6 +45,8 @@ class Query(models.Model):
     sql = models.TextField()
     # The epsilon the measurement was calibrated to (its exact `map(d_in)`, rounded up).
     epsilon = models.DecimalField(max_digits=24, decimal_places=12)
+    # Set only for releases with private group keys (thresholded, approximate DP).
+    delta = models.FloatField(null=True, blank=True)
     status = models.CharField(
         max_length=20, choices=QueryStatus.choices, default=QueryStatus.PENDING_APPROVAL
     )

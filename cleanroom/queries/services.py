@@ -72,6 +72,8 @@ class Policy:
     auto_approve: bool
     max_epsilon_per_organization: Decimal | None
     allowed_organizations: tuple[str, ...] | None
+    # Per-query delta of releases with private group keys (thresholded); 0 = not allowed.
+    delta: float
     raw: dict[str, Any]
 
 
@@ -96,6 +98,7 @@ def policy_of(dataset: Dataset) -> Policy:
         auto_approve=bool(raw.get("auto_approve", False)),
         max_epsilon_per_organization=_decimal(cap, "0") if cap not in (None, "") else None,
         allowed_organizations=tuple(str(o) for o in allowed) if allowed else None,
+        delta=float(_decimal(raw.get("delta"), "0.0000001")) if raw.get("private_keys") else 0.0,
         raw=raw,
     )
 
@@ -159,7 +162,12 @@ def query_compile(*, dataset: Dataset, sql: Any) -> Plan:
 
 def _mechanism(*, plan: Plan, policy: Policy, epsilon: Decimal) -> dp.Mechanism:
     try:
-        return dp.mechanism_build(plan=plan, unit=privacy_unit_of(policy), epsilon=float(epsilon))
+        return dp.mechanism_build(
+            plan=plan,
+            unit=privacy_unit_of(policy),
+            epsilon=float(epsilon),
+            delta=policy.delta if plan.has_private_keys else None,
+        )
     except dp.EngineError as error:
         raise QueryRefused(str(error)) from None
 
@@ -200,6 +208,8 @@ def query_preview(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> di
         "remaining_epsilon": float(remaining),
         "fits_budget": cost <= remaining,
         "auto_approve": policy.auto_approve,
+        "delta": mechanism.delta,
+        "threshold": mechanism.threshold,
     }
 
 
@@ -261,6 +271,7 @@ def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Que
             epsilon=cost,
             status=status,
             price=price,
+            delta=mechanism.delta,
             currency=_currency(locked),
             review_reason="Approved by the dataset policy (auto-approve)."
             if policy.auto_approve
@@ -562,6 +573,8 @@ def query_execute(*, query_id: int) -> None:
         "column_accuracy": mechanism.accuracy(),
         "confidence": 1 - dp.ALPHA,
         "epsilon": release.epsilon,
+        "delta": mechanism.delta,
+        "threshold": mechanism.threshold,
         "pool_size": int(snapshot.size),
     }
     try:

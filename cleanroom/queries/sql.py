@@ -13,7 +13,9 @@ Accepted::
 - aggregates: ``COUNT(*)``, ``SUM(col)``, ``AVG(col)``, ``MEDIAN(col)``,
   ``QUANTILE(col, q)`` / ``PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col)``;
 - group keys: columns with public categories (strings with ``categories``, booleans) and
-  ``WIDTH_BUCKET(col, lower, upper, n)`` (a histogram over public bins);
+  ``WIDTH_BUCKET(col, lower, upper, n)`` (a histogram over public bins); where the policy
+  says ``private_keys: true``, also text/integer columns whose keys are not public,
+  released only where the noisy count clears a threshold (approximate DP, delta > 0);
 - predicates: comparisons, ``IN``, ``BETWEEN``, ``IS [NOT] NULL``, ``AND``/``OR``/``NOT``
   over schema columns and literals.
 
@@ -63,6 +65,8 @@ class GroupKey:
     labels: tuple[Any, ...]
     # (lower, upper, count) when the key is WIDTH_BUCKET(column, lower, upper, count).
     bins: tuple[float, float, int] | None = None
+    # Keys that are not public: released only where a noisy count clears a threshold.
+    private: bool = False
 
     @property
     def frame_column(self) -> str:
@@ -94,7 +98,13 @@ class Plan:
 
     @property
     def group_count(self) -> int:
-        return math.prod(len(key.labels) for key in self.group_keys) if self.group_keys else 1
+        """Groups with public keys (private keys add an unknown number, thresholded)."""
+        public = [key for key in self.group_keys if not key.private]
+        return math.prod(len(key.labels) for key in public) if public else 1
+
+    @property
+    def has_private_keys(self) -> bool:
+        return any(key.private for key in self.group_keys)
 
     def column_spec(self, name: str) -> ColumnSpec:
         return next(spec for spec in self.schema if spec.name == name)
@@ -423,6 +433,9 @@ class _Compiler:
                 labels: tuple[Any, ...] = (False, True)
             elif spec.type == "string" and spec.categories:
                 labels = tuple(spec.categories)
+            elif spec.type in ("string", "integer") and self.policy.get("private_keys") is True:
+                # The policy allows keys found in the data, released with a threshold (delta).
+                return GroupKey(alias=alias or spec.name, column=spec.name, labels=(), private=True)
             else:
                 raise _refuse(
                     f"GROUP BY {spec.name}: its categories are not public in the schema "

@@ -83,7 +83,9 @@ def pool_dataset(compliance_user: Any, business_user: Any, make_contributor: Any
             policy={**POLICY, **(policy or {})},
             price=PRICE,
         )
-        uploads = records if records is not None else [rows_for(i, rows) for i in range(contributors)]
+        uploads = (
+            records if records is not None else [rows_for(i, rows) for i in range(contributors)]
+        )
         for index, batch in enumerate(uploads):
             contributor = make_contributor(f"did:example:{slug}-{index}")
             consent_give(contributor=contributor, dataset=dataset)

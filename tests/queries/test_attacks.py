@@ -32,7 +32,9 @@ def with_target(pool_dataset: Any, **policy: Any) -> Any:
     return pool_dataset(records=records, policy=policy or None)
 
 
-def test_single_person_targeting_gets_only_noise(pool_dataset: Any, business_user: Any, api: Any) -> None:
+def test_single_person_targeting_gets_only_noise(
+    pool_dataset: Any, business_user: Any, api: Any
+) -> None:
     with_target(pool_dataset)
     query = run(api, business_user, TARGETING)
     (row,) = query.result["rows"]
@@ -85,17 +87,26 @@ def test_averaging_a_repeated_query_is_stopped_by_the_budget(
 ) -> None:
     dataset = pool_dataset(policy={"total_epsilon": "1", "max_query_epsilon": "0.2"})
     body = {"dataset": "households", "sql": TARGETING, "epsilon": 0.2}
-    statuses = [api(business_user).post("/api/v1/queries/", body, format="json").status_code for _ in range(8)]
+    statuses = [
+        api(business_user).post("/api/v1/queries/", body, format="json").status_code
+        for _ in range(8)
+    ]
     assert statuses == [202] * 5 + [400] * 3
     dataset.refresh_from_db()
     assert dataset.spent_epsilon == dataset.total_epsilon == Decimal("1")
 
 
-def test_tiny_groups_are_released_only_with_noise(pool_dataset: Any, business_user: Any, api: Any) -> None:
+def test_tiny_groups_are_released_only_with_noise(
+    pool_dataset: Any, business_user: Any, api: Any
+) -> None:
     # "west" holds a single contributor.
     records = [rows_for(0), rows_for(1), rows_for(2), rows_for(4), rows_for(5), rows_for(3)[:1]]
     pool_dataset(records=records)
-    query = run(api, business_user, "SELECT region, COUNT(*) AS n, AVG(income) AS m FROM households GROUP BY region")
+    query = run(
+        api,
+        business_user,
+        "SELECT region, COUNT(*) AS n, AVG(income) AS m FROM households GROUP BY region",
+    )
     west = query.result["rows"][3]
     assert west[0] == "west"
     n_low, n_high = query.result["accuracy"][3][1]
@@ -143,17 +154,38 @@ def test_sql_injection_in_every_field_changes_nothing(
     before = budget_state(households)
     client = api(business_user)
     payloads = [
-        {"dataset": "households; DROP TABLE queries_query", "sql": "SELECT COUNT(*) FROM households"},
-        {"dataset": "households", "sql": "SELECT COUNT(*) FROM households WHERE region = '' OR 1=1 --'"},
-        {"dataset": "households", "sql": "SELECT COUNT(*) FROM households WHERE region = 'x'; DELETE FROM datasets_dataset"},
-        {"dataset": "households", "sql": "SELECT COUNT(*) FROM households", "epsilon": "0.1); DROP TABLE x; --"},
+        {
+            "dataset": "households; DROP TABLE queries_query",
+            "sql": "SELECT COUNT(*) FROM households",
+        },
+        {
+            "dataset": "households",
+            "sql": "SELECT COUNT(*) FROM households WHERE region = '' OR 1=1 --'",
+        },
+        {
+            "dataset": "households",
+            "sql": "SELECT COUNT(*) FROM households WHERE region = 'x'; DELETE FROM datasets_dataset",
+        },
+        {
+            "dataset": "households",
+            "sql": "SELECT COUNT(*) FROM households",
+            "epsilon": "0.1); DROP TABLE x; --",
+        },
         {"dataset": "households", "sql": "SELECT pg_sleep(10) FROM households"},
-        {"dataset": "households", "sql": "SELECT COUNT(*) FROM households WHERE region = U&'\\0041'"},
+        {
+            "dataset": "households",
+            "sql": "SELECT COUNT(*) FROM households WHERE region = U&'\\0041'",
+        },
     ]
     for payload in payloads:
         response = client.post("/api/v1/queries/", payload, format="json")
         assert response.status_code in (400, 404), payload
     assert client.get("/api/v1/queries/?status=' OR '1'='1").status_code == 400
     assert client.get("/api/v1/queries/1 OR 1=1/").status_code == 404
-    assert api(compliance_user).post("/api/v1/queries/1%20OR%201=1/reject/", {"reason": "x"}).status_code == 404
+    assert (
+        api(compliance_user)
+        .post("/api/v1/queries/1%20OR%201=1/reject/", {"reason": "x"})
+        .status_code
+        == 404
+    )
     assert budget_state(households) == before

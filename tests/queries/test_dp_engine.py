@@ -44,7 +44,10 @@ def mechanism(sql: str, epsilon: float = 1.0, unit: dp.PrivacyUnit = UNIT) -> dp
 
 def test_calibration_spends_exactly_the_requested_epsilon() -> None:
     for epsilon in (0.01, 0.3, 1.0, 2.5):
-        m = mechanism("SELECT region, COUNT(*), SUM(income), AVG(income) FROM households GROUP BY region", epsilon)
+        m = mechanism(
+            "SELECT region, COUNT(*), SUM(income), AVG(income) FROM households GROUP BY region",
+            epsilon,
+        )
         assert m.epsilon <= epsilon
         assert m.epsilon == pytest.approx(epsilon, rel=1e-9)
 
@@ -54,7 +57,9 @@ def test_closed_form_scale_is_the_binary_search_scale_and_fast() -> None:
 
     from cleanroom.queries.dp.engine import _make
 
-    plan = compile_sql("SELECT COUNT(*), SUM(age) FROM households", table="households", schema=SCHEMA)
+    plan = compile_sql(
+        "SELECT COUNT(*), SUM(age) FROM households", table="households", schema=SCHEMA
+    )
     started = time.perf_counter()
     m = dp.mechanism_build(plan=plan, unit=UNIT, epsilon=0.7)
     closed_form = time.perf_counter() - started
@@ -66,7 +71,9 @@ def test_closed_form_scale_is_the_binary_search_scale_and_fast() -> None:
 
 
 def test_release_is_noisy_with_95_percent_intervals_per_cell() -> None:
-    m = mechanism("SELECT region, COUNT(*) AS n, SUM(income) AS s, AVG(income) AS m FROM households GROUP BY region")
+    m = mechanism(
+        "SELECT region, COUNT(*) AS n, SUM(income) AS s, AVG(income) AS m FROM households GROUP BY region"
+    )
     release = dp.mechanism_release(mechanism=m, frame=frame())
     assert release.columns == ["region", "n", "s", "m"]
     assert [row[0] for row in release.rows] == ["north", "south", "east", "west"]
@@ -103,7 +110,13 @@ def test_histogram_quantiles_and_filters() -> None:
         "WHERE owns_home AND region IN ('north', 'south') GROUP BY band"
     )
     release = dp.mechanism_release(mechanism=m, frame=frame())
-    assert [row[0] for row in release.rows] == ["[0, 20)", "[20, 40)", "[40, 60)", "[60, 80)", "[80, 100)"]
+    assert [row[0] for row in release.rows] == [
+        "[0, 20)",
+        "[20, 40)",
+        "[40, 60)",
+        "[60, 80)",
+        "[80, 100)",
+    ]
     q = mechanism("SELECT MEDIAN(age) AS med, QUANTILE(income, 0.9) AS p90 FROM households")
     (row,) = dp.mechanism_release(mechanism=q, frame=frame()).rows
     assert 40 <= row[0] <= 70

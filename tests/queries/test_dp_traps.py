@@ -70,7 +70,9 @@ def test_keep_sample_with_one_grouping_column_fails_at_collect_after_charging() 
 
 
 def test_engine_keeps_every_one_row_contributor_with_k_equal_one() -> None:
-    plan = compile_sql("SELECT region, COUNT(*) AS n FROM t GROUP BY region", table="t", schema=SCHEMA)
+    plan = compile_sql(
+        "SELECT region, COUNT(*) AS n FROM t GROUP BY region", table="t", schema=SCHEMA
+    )
     unit = dp.PrivacyUnit(max_rows_per_contributor=1, max_rows=10_000)
     m = dp.mechanism_build(plan=plan, unit=unit, epsilon=50.0)
     release = dp.mechanism_release(mechanism=m, frame=DATA)
@@ -79,7 +81,9 @@ def test_engine_keeps_every_one_row_contributor_with_k_equal_one() -> None:
 
 
 def test_closed_form_calibration_is_much_faster_than_the_default_search() -> None:
-    plan = compile_sql("SELECT region, COUNT(*), SUM(x) FROM t GROUP BY region", table="t", schema=SCHEMA)
+    plan = compile_sql(
+        "SELECT region, COUNT(*), SUM(x) FROM t GROUP BY region", table="t", schema=SCHEMA
+    )
     unit = dp.PrivacyUnit(max_rows_per_contributor=3, max_rows=10_000)
     started = time.perf_counter()
     for _ in range(5):

@@ -34,12 +34,18 @@ def test_editor_preview_and_submit(households: Any, business_user: Any) -> None:
     assert b"Expected 95% interval per cell" in preview.content
     assert b"6.500000 EUR" in preview.content
     assert budget_state(households) == before
-    refused = client.post("/queries/preview/", {"dataset": "households", "sql": "SELECT * FROM households"}, HTTP_HX_REQUEST="true")
+    refused = client.post(
+        "/queries/preview/",
+        {"dataset": "households", "sql": "SELECT * FROM households"},
+        HTTP_HX_REQUEST="true",
+    )
     assert b"SELECT *" in refused.content
     response = client.post("/queries/new/", {"dataset": "households", "sql": SQL, "epsilon": "0.5"})
     query = Query.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/queries/{query.pk}/"
-    bad = client.post("/queries/new/", {"dataset": "households", "sql": "SELECT age FROM households"})
+    bad = client.post(
+        "/queries/new/", {"dataset": "households", "sql": "SELECT age FROM households"}
+    )
     assert bad.status_code == 400 and b"Bare column" in bad.content
     assert Query.objects.count() == 1
 

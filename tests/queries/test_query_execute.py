@@ -46,7 +46,9 @@ def test_release_stores_noisy_result_charges_and_records_membership(
     assert pool.size == 6
     households.refresh_from_db()
     assert households.spent_epsilon == Decimal("0.5")
-    actions = list(AuditEvent.objects.filter(subject=f"query:{pk}").values_list("action", flat=True))
+    actions = list(
+        AuditEvent.objects.filter(subject=f"query:{pk}").values_list("action", flat=True)
+    )
     assert actions[-4:] == [
         "cleanroom.query.running",
         "payouts.query.charged",
@@ -56,7 +58,9 @@ def test_release_stores_noisy_result_charges_and_records_membership(
     member = make_contributor("did:example:households-0")
     assert privacy_loss_for(contributor=member) == [{"dataset": "households", "epsilon": 0.5}]
     touching = queries_touching(contributor=member)
-    assert [(t["id"], t["dataset"], t["organization"]) for t in touching] == [(pk, "households", "Acme")]
+    assert [(t["id"], t["dataset"], t["organization"]) for t in touching] == [
+        (pk, "households", "Acme")
+    ]
     stranger = make_contributor("did:example:not-in-pool")
     assert privacy_loss_for(contributor=stranger) == []
 

@@ -44,11 +44,17 @@ def test_preview_gives_accuracy_per_output_cell_and_spends_nothing(
     assert AuditEvent.objects.count() == events
 
 
-def test_more_epsilon_means_narrower_intervals(households: Any, business_user: Any, api: Any) -> None:
+def test_more_epsilon_means_narrower_intervals(
+    households: Any, business_user: Any, api: Any
+) -> None:
     def half_width(epsilon: float) -> float:
         response = api(business_user).post(
             "/api/v1/queries/preview/",
-            {"dataset": "households", "sql": "SELECT COUNT(*) AS n FROM households", "epsilon": epsilon},
+            {
+                "dataset": "households",
+                "sql": "SELECT COUNT(*) AS n FROM households",
+                "epsilon": epsilon,
+            },
             format="json",
         )
         return float(response.json()["accuracy"][0]["half_width"])

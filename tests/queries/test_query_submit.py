@@ -51,7 +51,9 @@ def test_default_epsilon_is_the_smaller_of_one_and_the_cap(
 ) -> None:
     pool_dataset(policy={"max_query_epsilon": "0.25"}, contributors=6)
     response = api(business_user).post(
-        "/api/v1/queries/", {"dataset": "households", "sql": "SELECT COUNT(*) FROM households"}, format="json"
+        "/api/v1/queries/",
+        {"dataset": "households", "sql": "SELECT COUNT(*) FROM households"},
+        format="json",
     )
     assert response.status_code == 202
     assert response.json()["epsilon"] == 0.25
@@ -62,8 +64,16 @@ def test_default_epsilon_is_the_smaller_of_one_and_the_cap(
     [
         ({"sql": "SELECT * FROM households"}, 400, "SELECT *"),
         ({"sql": "SELECT age FROM households"}, 400, "Bare column"),
-        ({"sql": "SELECT COUNT(*) FROM households; DROP TABLE households"}, 400, "second statement"),
-        ({"sql": "SELECT contributor_id, COUNT(*) FROM households GROUP BY contributor_id"}, 400, "identifier"),
+        (
+            {"sql": "SELECT COUNT(*) FROM households; DROP TABLE households"},
+            400,
+            "second statement",
+        ),
+        (
+            {"sql": "SELECT contributor_id, COUNT(*) FROM households GROUP BY contributor_id"},
+            400,
+            "identifier",
+        ),
         ({"epsilon": "NaN"}, 400, "finite"),
         ({"epsilon": "Infinity"}, 400, "finite"),
         ({"epsilon": "-inf"}, 400, "finite"),
@@ -109,7 +119,9 @@ def test_nan_json_literal_is_a_parse_error(households: Any, business_user: Any, 
 def test_budget_exhausted_is_refused_with_nothing_spent(
     pool_dataset: Any, business_user: Any, api: Any
 ) -> None:
-    dataset = pool_dataset(policy={"total_epsilon": "1", "max_query_epsilon": "0.6"}, contributors=6)
+    dataset = pool_dataset(
+        policy={"total_epsilon": "1", "max_query_epsilon": "0.6"}, contributors=6
+    )
     assert submit(api, business_user, epsilon=0.6).status_code == 202
     before = budget_state(dataset)
     response = submit(api, business_user, epsilon=0.5)
@@ -157,7 +169,9 @@ def test_bounds_overflow_is_refused_before_spending(
     )
     before = budget_state(dataset)
     response = api(business_user).post(
-        "/api/v1/queries/", {"dataset": "bigint", "sql": "SELECT SUM(big) FROM bigint", "epsilon": 1}, format="json"
+        "/api/v1/queries/",
+        {"dataset": "bigint", "sql": "SELECT SUM(big) FROM bigint", "epsilon": 1},
+        format="json",
     )
     assert response.status_code == 400
     assert "bounds" in response.json()["detail"] or "private" in response.json()["detail"]

@@ -184,5 +184,7 @@ def test_sql_injection_strings_are_plain_literals() -> None:
 
 
 def test_too_long_and_nul() -> None:
-    assert "longer than" in refused("SELECT COUNT(*) FROM households WHERE " + "age > 1 AND " * 2000 + "age > 1")
+    assert "longer than" in refused(
+        "SELECT COUNT(*) FROM households WHERE " + "age > 1 AND " * 2000 + "age > 1"
+    )
     assert "NUL" in refused("SELECT COUNT(*) FROM households\x00")

@@ -26,7 +26,17 @@ def released(households: Any, business_user: Any, api: Any) -> int:
 
 def test_owner_reads_result(released: int, business_user: Any, api: Any) -> None:
     body = api(business_user).get(f"/api/v1/queries/{released}/").json()
-    assert set(body) >= {"id", "dataset", "sql", "epsilon", "status", "progress", "price", "result", "error"}
+    assert set(body) >= {
+        "id",
+        "dataset",
+        "sql",
+        "epsilon",
+        "status",
+        "progress",
+        "price",
+        "result",
+        "error",
+    }
     assert body["status"] == "released"
     assert body["result"]["columns"] == ["region", "n", "m"]
     listing = api(business_user).get("/api/v1/queries/").json()
@@ -58,7 +68,9 @@ def test_downloads_as_csv_and_json(released: int, business_user: Any, api: Any) 
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0] == ["region", "n", "n_low95", "n_high95", "m", "m_low95", "m_high95"]
     assert [r[0] for r in rows[1:]] == ["north", "south", "east", "west"]
-    as_json = json.loads(api(business_user).get(f"/api/v1/queries/{released}/result/?as=json").content)
+    as_json = json.loads(
+        api(business_user).get(f"/api/v1/queries/{released}/result/?as=json").content
+    )
     assert as_json["columns"] == ["region", "n", "m"] and as_json["query"] == released
     assert api(business_user).get(f"/api/v1/queries/{released}/result/?as=xml").status_code == 400
 

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.worker
 SQL = "SELECT region, COUNT(*) AS n, AVG(income) AS mean_income FROM households GROUP BY region"
 
 
-def wait_for(pk: int, statuses: tuple[str, ...] = ("released", "failed"), timeout: float = 60) -> Query:
+def wait_for(
+    pk: int, statuses: tuple[str, ...] = ("released", "failed"), timeout: float = 60
+) -> Query:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         query = Query.objects.get(pk=pk)
@@ -53,12 +55,18 @@ def test_approved_query_runs_and_duplicate_deliveries_run_it_once(
     from cleanroom.queries.tasks import query_execute_task
 
     pool_dataset(policy={"auto_approve": False})
-    pk = api(business_user).post(
-        "/api/v1/queries/", {"dataset": "households", "sql": SQL, "epsilon": 0.5}, format="json"
-    ).json()["id"]
+    pk = (
+        api(business_user)
+        .post(
+            "/api/v1/queries/", {"dataset": "households", "sql": SQL, "epsilon": 0.5}, format="json"
+        )
+        .json()["id"]
+    )
     time.sleep(1)
     assert Query.objects.get(pk=pk).status == "pending_approval"
-    approved = api(compliance_user).post(f"/api/v1/queries/{pk}/approve/", {"reason": "ok"}, format="json")
+    approved = api(compliance_user).post(
+        f"/api/v1/queries/{pk}/approve/", {"reason": "ok"}, format="json"
+    )
     assert approved.status_code == 200
     # Two more deliveries of the same job, as a broker redelivery would send.
     query_execute_task.delay(pk)
@@ -68,8 +76,14 @@ def test_approved_query_runs_and_duplicate_deliveries_run_it_once(
     time.sleep(2)  # let the duplicates finish
     assert QueryPool.objects.filter(query_id=pk).count() == 1
     assert BudgetCharge.objects.get(query_id=pk).state == "charged"
-    assert AuditEvent.objects.filter(subject=f"query:{pk}", action="cleanroom.query.released").count() == 1
-    assert AuditEvent.objects.filter(subject=f"query:{pk}", action="cleanroom.query.running").count() == 1
+    assert (
+        AuditEvent.objects.filter(subject=f"query:{pk}", action="cleanroom.query.released").count()
+        == 1
+    )
+    assert (
+        AuditEvent.objects.filter(subject=f"query:{pk}", action="cleanroom.query.running").count()
+        == 1
+    )
     from payouts.models import Distribution
 
     assert Distribution.objects.filter(query_id=pk).count() == 1

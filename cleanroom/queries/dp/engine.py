@@ -58,6 +58,7 @@ ALPHA = 0.05
 # The joint interval of a mean uses the union bound over its sum and count.
 MEAN_COMPONENT_ALPHA = ALPHA / 2
 MAX_EPSILON = 100.0
+MAX_DELTA = 1e-3
 SHM_DIR = "/dev/shm"  # noqa: S108 - RAM-backed, see _as_scan
 POLARS_TYPES: dict[str, Any] = {
     "integer": pl.Int64,
@@ -104,6 +105,9 @@ class Mechanism:
     noise: dict[str, tuple[str, float]]
     measurement: Any = field(repr=False)
     schema: dict[str, Any] = field(repr=False)
+    # Approximate DP only (private keys): the delta spent and the count threshold.
+    delta: float | None = None
+    threshold: int | None = None
 
     def half_width(self, statistic: str, alpha: float = ALPHA) -> float | None:
         distribution, scale = self.noise.get(statistic, ("", float("nan")))
@@ -126,6 +130,8 @@ class Mechanism:
                 "aggregate": aggregate.kind if aggregate.kind != "quantile" else "quantile",
                 "confidence": 1 - ALPHA,
             }
+            if self.threshold is not None:
+                entry["threshold"] = self.threshold
             if aggregate.kind == "count":
                 entry["half_width"] = self.half_width("__len")
                 entry["distribution"], entry["scale"] = self.noise["__len"]
@@ -167,6 +173,9 @@ def _quantile_name(aggregate: Aggregate) -> str:
 
 def _statistics(plan: Plan) -> tuple[Statistic, ...]:
     statistics: dict[str, Statistic] = {}
+    if plan.has_private_keys:
+        # The threshold is applied to a noisy count of each group.
+        statistics["__len"] = Statistic(name="__len", kind="len")
     for aggregate in plan.aggregates:
         if aggregate.kind in ("count", "avg"):
             statistics.setdefault("__len", Statistic(name="__len", kind="len"))
@@ -285,6 +294,8 @@ def _polars_plan(plan: Plan, unit: PrivacyUnit, schema: dict[str, Any]) -> pl.La
         return base.select(aggregations)
     by = [key.frame_column for key in plan.group_keys]
     grouped = base.group_by(by).agg(aggregations)
+    if plan.has_private_keys:
+        return grouped  # keys come from the data: released above a threshold only
     return _keys_frame(plan).lazy().join(grouped, how="left", on=by, nulls_equal=True)
 
 
@@ -295,40 +306,104 @@ def _space(plan: Plan, unit: PrivacyUnit) -> tuple[Any, Any, Any, dict[str, Any]
             schema[key.frame_column] = pl.Int64
     domain = _lazyframe_domain_from_schema(pl.Schema(schema))
     domain = dp.with_margin(domain, dp.polars.Margin(by=[], max_length=unit.max_rows))
+    if plan.has_private_keys:
+        # Float sums per private group need a public bound on the number of groups:
+        # there cannot be more groups than rows.
+        by = [key.frame_column for key in plan.group_keys]
+        domain = dp.with_margin(
+            domain,
+            dp.polars.Margin(by=by, max_length=unit.max_rows, max_groups=unit.max_rows),
+        )
     metric, d_in = dp.unit_of(contributions=1, identifier=IDENTIFIER_COLUMN)
     return domain, metric, d_in, schema
 
 
-def _make(plan: Plan, unit: PrivacyUnit, scale: float) -> tuple[Any, Any, dict[str, Any]]:
+def _make(
+    plan: Plan, unit: PrivacyUnit, scale: float, threshold: int | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
     domain, metric, d_in, schema = _space(plan, unit)
+    measure = dp.approximate(dp.max_divergence()) if plan.has_private_keys else dp.max_divergence()
     measurement = dp.m.make_private_lazyframe(
-        domain, metric, dp.max_divergence(), _polars_plan(plan, unit, schema), global_scale=scale
+        domain,
+        metric,
+        measure,
+        _polars_plan(plan, unit, schema),
+        global_scale=scale,
+        threshold=threshold,
     )
     return measurement, d_in, schema
 
 
-def mechanism_build(*, plan: Plan, unit: PrivacyUnit, epsilon: float) -> Mechanism:
-    """Calibrate the plan to spend at most `epsilon` (closed form, verified with `map`)."""
+MAX_THRESHOLD = 2**32 - 1
+
+
+def _loss(measurement: Any, d_in: Any) -> tuple[float, float]:
+    """(epsilon, delta) of a measurement; delta is 0 under pure DP."""
+    loss = measurement.map(d_in)
+    if isinstance(loss, tuple):
+        return float(loss[0]), float(loss[1])
+    return float(loss), 0.0
+
+
+def _threshold_for(plan: Plan, unit: PrivacyUnit, scale: float, delta: float) -> int:
+    """The smallest count threshold whose delta is within the target (delta falls with it)."""
+    low, high = 0, MAX_THRESHOLD
+    while low < high:
+        middle = (low + high) // 2
+        try:
+            fits = _loss(_make(plan, unit, scale, middle)[0], 1)[1] <= delta
+        except OpenDPException:
+            fits = False
+        if fits:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def mechanism_build(
+    *, plan: Plan, unit: PrivacyUnit, epsilon: float, delta: float | None = None
+) -> Mechanism:
+    """Calibrate the plan to spend at most `epsilon` (closed form, verified with `map`).
+
+    With private group keys the release is (epsilon, delta)-DP: the scale is solved for
+    epsilon as above (the threshold does not change epsilon), then the smallest count
+    threshold whose delta fits is found by bisection over integers.
+    """
     if not (isinstance(epsilon, float | int) and math.isfinite(epsilon) and epsilon > 0):
         raise EngineError("epsilon must be a positive finite number.")
     if epsilon > MAX_EPSILON:
         raise EngineError(f"epsilon above {MAX_EPSILON} is refused.")
     if unit.max_rows_per_contributor < 1 or unit.max_rows < 1:
         raise EngineError("The privacy unit needs at least one row per contributor.")
+    if plan.has_private_keys and not (
+        delta is not None and math.isfinite(delta) and 0 < delta <= MAX_DELTA
+    ):
+        raise EngineError(f"Private group keys need a delta in (0, {MAX_DELTA}].")
+    calibration_threshold = MAX_THRESHOLD if plan.has_private_keys else None
+    threshold: int | None = None
     try:
-        unit_measurement, d_in, _ = _make(plan, unit, 1.0)
-        loss_at_one = float(unit_measurement.map(d_in))
+        unit_measurement, d_in, _ = _make(plan, unit, 1.0, calibration_threshold)
+        loss_at_one = _loss(unit_measurement, d_in)[0]
         if not math.isfinite(loss_at_one) or loss_at_one <= 0:
             raise EngineError("The query has no finite sensitivity.")
         scale = loss_at_one / float(epsilon)
         for attempt in range(8):
-            measurement, d_in, schema = _make(plan, unit, scale)
-            spent = float(measurement.map(d_in))
+            measurement, d_in, schema = _make(plan, unit, scale, calibration_threshold)
+            spent = _loss(measurement, d_in)[0]
             if spent <= epsilon:
                 break
             scale *= 1 + 1e-12 * 10**attempt
         else:  # pragma: no cover - proportionality held in every case we know
             raise EngineError("Could not calibrate the noise to the requested epsilon.")
+        spent_delta: float | None = None
+        if plan.has_private_keys:
+            assert delta is not None
+            threshold = _threshold_for(plan, unit, scale, delta)
+            measurement, d_in, schema = _make(plan, unit, scale, threshold)
+            spent, spent_delta = _loss(measurement, d_in)
+            if spent > epsilon or spent_delta > delta:
+                raise EngineError("Could not find a threshold for the requested delta.")
         summary = summarize_polars_measurement(measurement)
     except OpenDPException as error:
         raise EngineError(_opendp_message(error)) from None
@@ -345,6 +420,8 @@ def mechanism_build(*, plan: Plan, unit: PrivacyUnit, epsilon: float) -> Mechani
         noise=noise,
         measurement=measurement,
         schema=schema,
+        delta=spent_delta,
+        threshold=threshold,
     )
 
 
@@ -455,6 +532,8 @@ def _sorted_by_keys(plan: Plan, output: pl.DataFrame) -> pl.DataFrame:
     """Rows in the public key order (the order of a release must not depend on the data)."""
     if not plan.group_keys:
         return output
+    if plan.has_private_keys:
+        return output.sort([key.frame_column for key in plan.group_keys], nulls_last=True)
     order = _keys_frame(plan).with_row_index("__order")
     by = [key.frame_column for key in plan.group_keys]
     return order.join(output, on=by, how="left", nulls_equal=True).sort("__order")
