@@ -41,12 +41,14 @@ def role_required(role: str) -> Callable[[View], View]:
     return decorate
 
 
-def bars_svg(values: list[tuple[str, float]], *, width: int = 640, height: int = 120) -> SafeString:
+def bars_svg(
+    values: list[tuple[str, float]], *, unit: str = "", width: int = 640, height: int = 120
+) -> SafeString:
     """A server-rendered bar chart (no script, no network); values are display-only."""
     if not values:
         return format_html("<p>No charges yet.</p>")
     top = max(v for _, v in values) or 1.0
-    step = width / len(values)
+    step = min(width / len(values), 28.0)  # a few charges: narrow bars, not one slab
     bars = format_html_join(
         "",
         '<rect x="{}" y="{}" width="{}" height="{}" fill="#2457c5"><title>{}: {}</title></rect>',
@@ -63,12 +65,19 @@ def bars_svg(values: list[tuple[str, float]], *, width: int = 640, height: int =
         ),
     )
     return format_html(
-        '<svg role="img" aria-label="charges per query" viewBox="0 0 {} {}" width="100%" '
-        'height="{}">{}</svg>',
+        '<svg role="img" aria-label="charges per query, oldest left" viewBox="0 0 {} {}" '
+        'width="100%" height="{}" preserveAspectRatio="xMinYMax meet">{}'
+        '<line x1="0" y1="{}" x2="{}" y2="{}" stroke="#dde2ea"/></svg>'
+        '<p class="num" style="font-size:.8rem">largest: {} {}</p>',
         width,
         height,
         height,
         bars,
+        height,
+        width,
+        height,
+        f"{top:.6f}",
+        unit,
     )
 
 
@@ -94,7 +103,8 @@ def billing(request: HttpRequest) -> HttpResponse:
             return redirect("payouts:billing")
     summary = selectors.billing_summary(organization=organization)
     chart = bars_svg(
-        [(f"query {c['query']}", float(c["amount"])) for c in reversed(summary["charges"][:40])]
+        [(f"query {c['query']}", float(c["amount"])) for c in reversed(summary["charges"][:40])],
+        unit=summary["currency"],
     )
     return render(
         request,
