@@ -1,7 +1,9 @@
 """The one reader of the pool: ``pool_snapshot`` materializes the consented contributors' rows.
 
-Only this module (through ``storage``) decrypts pool data for the clean room, and it
-is meant to run inside a worker. Membership is decided here, in the same database
+This is the only way the clean room (the DP engine, inside a worker) reads contributed
+rows. Everything else that decrypts is the pool's own upkeep or the contributor's own
+right: compaction, erasure and retention jobs (``services``) rewrite segments, and the
+export decrypts a contributor's uploads for that contributor only. Membership is decided here, in the same database
 snapshot as the rows: open consent on the current terms version (hence a live data
 key) and at least one row. Rows of anyone else (withdrawn, outdated consent,
 erased but not yet purged) are filtered out before the frame is returned.
