@@ -278,7 +278,7 @@ def _database(appends: int, db_events: int) -> None:
     seconds = time.perf_counter() - start
     assert report.ok, report.problems
     print(
-        f"[verify] from the database (reads every row, checks columns against entries): "
+        f"[verify] from the database (chain + tree in Python, columns against entries in SQL): "
         f"{total:,} entries, {report.checkpoints_checked} checkpoints in {seconds:.2f} s "
         f"({total / seconds:,.0f} entries/s); {_ratio(seconds, baseline)}"
     )

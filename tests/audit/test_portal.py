@@ -183,7 +183,9 @@ def test_a_querys_whole_story_answers_who_what_cost_and_paid(
     officer, query_story, business_user, compliance_user
 ) -> None:
     page = officer.get("/audit/queries/7/").content.decode()
-    assert f"business:{business_user.pk} (organization {business_user.organization_id}, Acme)" in page
+    assert (
+        f"business:{business_user.pk} (organization {business_user.organization_id}, Acme)" in page
+    )
     assert "households" in page
     assert f"approved by compliance:{compliance_user.pk} (compliance): “aggregate only”" in page
     assert "charged ε 0.5 (dataset at 0.5 of 3)" in page

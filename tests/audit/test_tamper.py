@@ -224,3 +224,27 @@ def test_the_verify_command_and_endpoint_report_a_tampered_log(log, api, complia
         call_command("audit_verify")
     body = api(compliance_user).get("/api/v1/audit/verify/").json()
     assert (body["ok"], body["first_bad_entry"], body["entries"]) == (False, 3, 11)
+
+
+def test_an_entry_that_is_no_longer_json_is_named(log) -> None:
+    tamper("UPDATE audit_auditevent SET entry = 'not json' WHERE seq = 5")
+    in_db = log_verify()
+    assert (in_db.ok, in_db.first_bad_entry) == (False, 5)
+
+
+@pytest.mark.parametrize(
+    "column_sql",
+    [
+        "payload = jsonb_set(payload, '{n}', 'true')",  # a number turned into a boolean
+        "payload = payload || '{\"extra\": 1}'",
+        "at = at + interval '1 microsecond'",
+        "action = 'cleanroom.query.rejected'",
+        "dataset = 'other'",
+        "subject = 'query:999'",
+        "actor_role = 'business'",
+    ],
+)
+def test_every_displayed_column_is_held_to_its_entry(log, column_sql) -> None:
+    tamper(f"UPDATE audit_auditevent SET {column_sql} WHERE seq = 9")  # noqa: S608 - test constants
+    report = log_verify()
+    assert (report.ok, report.first_bad_entry) == (False, 9), column_sql
