@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods
 
 from cleanroom.errors import DomainError
 from payouts import selectors, services
-from payouts.money import micro_parse
+from payouts.money import micro_format, micro_parse
 from payouts.reconcile import ledger_reconcile
 
 View = Callable[..., HttpResponse]
@@ -42,12 +42,15 @@ def role_required(role: str) -> Callable[[View], View]:
 
 
 def bars_svg(
-    values: list[tuple[str, float]], *, unit: str = "", width: int = 640, height: int = 120
+    values: list[tuple[str, int]], *, unit: str = "", width: int = 640, height: int = 120
 ) -> SafeString:
-    """A server-rendered bar chart (no script, no network); values are display-only."""
+    """A server-rendered bar chart of micro-unit amounts (no script, no network).
+
+    Amounts stay integers; only the bars' pixel geometry is computed in floating point.
+    """
     if not values:
         return format_html("<p>No charges yet.</p>")
-    top = max(v for _, v in values) or 1.0
+    top = max(v for _, v in values) or 1
     step = min(width / len(values), 28.0)  # a few charges: narrow bars, not one slab
     bars = format_html_join(
         "",
@@ -55,11 +58,11 @@ def bars_svg(
         (
             (
                 f"{i * step + 1:.1f}",
-                f"{height - v / top * (height - 4):.1f}",
+                f"{height - v * (height - 4) / top:.1f}",
                 f"{max(step - 2, 1):.1f}",
-                f"{v / top * (height - 4):.1f}",
+                f"{v * (height - 4) / top:.1f}",
                 label,
-                f"{v:.6f}",
+                micro_format(v),
             )
             for i, (label, v) in enumerate(values)
         ),
@@ -76,7 +79,7 @@ def bars_svg(
         height,
         width,
         height,
-        f"{top:.6f}",
+        micro_format(top),
         unit,
     )
 
@@ -103,7 +106,10 @@ def billing(request: HttpRequest) -> HttpResponse:
             return redirect("payouts:billing")
     summary = selectors.billing_summary(organization=organization)
     chart = bars_svg(
-        [(f"query {c['query']}", float(c["amount"])) for c in reversed(summary["charges"][:40])],
+        [
+            (f"query {c['query']}", micro_parse(c["amount"], positive=False))
+            for c in reversed(summary["charges"][:40])
+        ],
         unit=summary["currency"],
     )
     return render(
