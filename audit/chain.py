@@ -411,12 +411,8 @@ def verify_log(
             continue  # only counting the rest
         first = len(leaves) + 1
         chunk_leaves = [sha(b"\x00" + e).digest() for e in entries]
-        chunk_heads: list[bytes] = []
-        append = chunk_heads.append
         p = previous
-        for leaf in chunk_leaves:
-            p = sha(p + leaf).digest()
-            append(p)
+        chunk_heads = [p := sha(p + leaf).digest() for leaf in chunk_leaves]
         joined = b"".join(chunk_heads).hex()
         expected_prevs = previous.hex() + joined[:-64]
         if (
