@@ -19,6 +19,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET
 
 from audit import charts, keys, selectors
@@ -167,11 +168,16 @@ def _story_summary(story: list[AuditEvent]) -> dict[str, Any]:
 @compliance_only
 def query_story(request: HttpRequest, query_id: int) -> HttpResponse:
     story = selectors.query_story(query_id=query_id)
+    try:  # the SQL and the result live in the queries pages (the log holds no query text)
+        query_page = reverse("queries:detail", args=[query_id])
+    except NoReverseMatch:
+        query_page = ""
     return render(
         request,
         "audit/query.html",
         {
             "query_id": query_id,
+            "query_page": query_page,
             "story": [{"event": e, "payload": json.dumps(e.payload)} for e in story],
             "summary": _story_summary(story),
         },
