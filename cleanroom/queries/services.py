@@ -462,13 +462,17 @@ def _fail(query_id: int, message: str, *, refund: bool) -> None:
             _refund(query, actor=None)
 
 
-def _stale(query: Query) -> bool:
+def _seconds_until_stale(query: Query) -> float:
+    """How long until a run that started then can no longer be alive (hard time limit)."""
     limit = int(getattr(settings, "CELERY_TASK_TIME_LIMIT", 600))
-    return query.updated_at < timezone.now() - timedelta(seconds=limit)
+    started = query.started_at or query.updated_at
+    return (started + timedelta(seconds=limit) - timezone.now()).total_seconds()
 
 
-def _claim(query_id: int) -> bool:
-    """Take the query for this delivery; False when another delivery has (or had) it."""
+def _claim(query_id: int) -> bool | float:
+    """Take the query for this delivery: True to run; False when there is nothing to do;
+    a number of seconds when a run that took the mechanism may still be alive (look again
+    then: past the hard time limit it is dead, and the query is failed, still charged)."""
     with transaction.atomic():
         claimed = Query.objects.filter(pk=query_id, status=QueryStatus.QUEUED).update(
             status=QueryStatus.RUNNING,
@@ -493,7 +497,10 @@ def _claim(query_id: int) -> bool:
         # An earlier delivery died before the mechanism: nothing ran, safe to carry on
         # (the reserved -> charged step below still lets only one delivery through).
         return True
-    if state == ChargeState.CHARGED and _stale(query):
+    if state == ChargeState.CHARGED:
+        wait = _seconds_until_stale(query)
+        if wait > 0:
+            return wait
         _fail(
             query_id,
             "The worker was lost after the mechanism started; the budget stays charged.",
@@ -502,12 +509,21 @@ def _claim(query_id: int) -> bool:
     return False
 
 
-def query_execute(*, query_id: int) -> None:
-    """Run a queued query once over the pool (idempotent: safe to deliver many times)."""
-    from cleanroom.datasets.pool import pool_snapshot
+def query_execute(*, query_id: int) -> float | None:
+    """Run a queued query once over the pool (idempotent: safe to deliver many times).
 
-    if not _claim(query_id):
-        return
+    Returns None, or the seconds after which the caller should deliver it again (a run
+    that took the mechanism may still be alive elsewhere; see ``_claim``).
+    """
+    from cleanroom.datasets.pool import pool_snapshot
+    from payouts.crash import crash_point
+
+    claim = _claim(query_id)
+    if claim is False:
+        return None
+    if claim is not True:
+        return float(claim)
+    crash_point("queries.execute.after_claim")
     query = Query.objects.select_related("dataset", "organization", "requester").get(pk=query_id)
     dataset = query.dataset
     policy = policy_of(dataset)
@@ -519,7 +535,7 @@ def query_execute(*, query_id: int) -> None:
         dp.mechanism_dry_run(mechanism)
     except (DomainError, dp.EngineError) as error:
         _fail(query_id, f"Refused before any noise was drawn: {error}", refund=True)
-        return
+        return None
     _progress(query_id, 25)
     snapshot = pool_snapshot(dataset=dataset)
     _progress(query_id, 45)
@@ -529,20 +545,20 @@ def query_execute(*, query_id: int) -> None:
             f"The pool has fewer than {policy.min_contributors} contributors; nothing was run.",
             refund=True,
         )
-        return
+        return None
     if snapshot.size > policy.max_contributors:
         _fail(
             query_id,
             "The pool is larger than the policy's max_contributors bound; nothing was run.",
             refund=True,
         )
-        return
+        return None
     with transaction.atomic():
         charged = BudgetCharge.objects.filter(query_id=query_id, state=ChargeState.RESERVED).update(
             state=ChargeState.CHARGED, updated_at=timezone.now()
         )
         if not charged:
-            return  # another delivery took the mechanism: never run it twice
+            return None  # another delivery took the mechanism: never run it twice
         Query.objects.filter(pk=query_id).update(
             mechanism_ran=True, progress=60, updated_at=timezone.now()
         )
@@ -555,6 +571,7 @@ def query_execute(*, query_id: int) -> None:
             min_member=int(members.min()) if members.size else None,
             max_member=int(members.max()) if members.size else None,
         )
+    crash_point("queries.execute.after_charge")
     try:
         release = dp.mechanism_release(mechanism=mechanism, frame=snapshot.frame)
     except Exception:
@@ -564,7 +581,7 @@ def query_execute(*, query_id: int) -> None:
             "The mechanism failed while running; the budget stays charged.",
             refund=False,
         )
-        return
+        return None
     _progress(query_id, 90)
     result = {
         "columns": release.columns,
@@ -582,6 +599,9 @@ def query_execute(*, query_id: int) -> None:
     except DomainError as error:
         logger.warning("query %s: charging the business failed: %s", query_id, error)
         _fail(query_id, f"The release could not be paid for: {error}", refund=False)
+        return None
+    crash_point("queries.execute.after_release")
+    return None
 
 
 def _release(query_id: int, result: dict[str, Any], members: Any) -> None:

@@ -85,7 +85,9 @@ def test_delivery_for_a_running_query_whose_mechanism_was_taken_does_nothing(
     BudgetCharge.objects.filter(query_id=pk).update(state="charged")
     calls: list[int] = []
     monkeypatch.setattr(dp, "mechanism_release", lambda **kw: calls.append(1))
-    query_execute(query_id=pk)
+    look_again = query_execute(query_id=pk)
+    # The other run may still be alive: look again once the hard time limit has passed.
+    assert look_again is not None and 590 < look_again <= 600
     assert calls == []
     assert Query.objects.get(pk=pk).status == "running"
 
@@ -142,8 +144,9 @@ def test_failure_after_the_mechanism_keeps_the_charge(
 def test_failure_before_the_mechanism_is_refunded(
     households: Any, business_user: Any, api: Any
 ) -> None:
-    from cleanroom.datasets.models import Consent
     from django.utils import timezone
+
+    from cleanroom.datasets.models import Consent
 
     pk = submitted(api, business_user)
     # Contributors withdraw between submission and execution: the pool drops below 5.

@@ -1,0 +1,129 @@
+"""A real worker SIGKILLed at named points of a query run; the job is redelivered.
+
+Whatever the point, the mechanism runs at most once, the budget is charged at most once,
+the business pays at most once, and the query ends in a final state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from audit.models import AuditEvent
+from cleanroom.queries.models import BudgetCharge, Query, QueryPool
+from tests.conftest import WorkerProcess
+
+pytestmark = [pytest.mark.worker, pytest.mark.slow]
+
+SQL = "SELECT region, COUNT(*) AS n FROM households GROUP BY region"
+
+
+def _restore_unacked() -> None:
+    """What Redis does after the visibility timeout: put unacknowledged messages back."""
+    from cleanroom.celery import app
+
+    with app.connection_for_write() as connection:
+        channel: Any = connection.default_channel
+        if not hasattr(channel, "qos") or not hasattr(channel.qos, "restore_visible"):
+            return
+        channel.visibility_timeout = 0
+        channel.qos.restore_visible(num=1000, interval=1)
+
+
+def _wait(condition: Any, timeout: float, what: str, worker: WorkerProcess) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}\n{worker.log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def armed_worker(
+    celery_worker_process: WorkerProcess, tmp_path_factory: Any
+) -> Iterator[tuple[WorkerProcess, Path]]:
+    celery_worker_process.stop()  # only the armed worker may take the jobs
+    plan = tmp_path_factory.mktemp("query-crash") / "plan.json"
+    plan.write_text("{}")
+    worker = WorkerProcess(
+        extra_env={
+            "CLEANROOM_CRASH_PLAN": str(plan),
+            "CELERY_VISIBILITY_TIMEOUT": "2",
+            "CELERY_TASK_TIME_LIMIT": "6",
+            "CELERY_TASK_SOFT_TIME_LIMIT": "5",
+        }
+    )
+    worker.start()
+    yield worker, plan
+    worker.stop()
+
+
+@pytest.mark.parametrize(
+    ("point", "final", "charged"),
+    [
+        ("queries.execute.after_claim", "released", True),
+        ("queries.execute.after_charge", "failed", True),
+        ("queries.execute.after_release", "released", True),
+    ],
+)
+def test_killed_worker_runs_the_mechanism_at_most_once(
+    point: str,
+    final: str,
+    charged: bool,
+    transactional_db: Any,
+    pool_dataset: Any,
+    business_user: Any,
+    api: Any,
+    armed_worker: tuple[WorkerProcess, Path],
+    tmp_path: Path,
+) -> None:
+    from payouts.models import Distribution
+
+    worker, plan = armed_worker
+    if worker.process is None or worker.process.poll() is not None:
+        worker.start()
+    dataset = pool_dataset()
+    marker = tmp_path / "crashed"
+    plan.write_text(json.dumps({"at": point, "scope": "worker", "marker": str(marker)}))
+    try:
+        pk = (
+            api(business_user)
+            .post(
+                "/api/v1/queries/",
+                {"dataset": "households", "sql": SQL, "epsilon": 0.5},
+                format="json",
+            )
+            .json()["id"]
+        )
+        _wait(marker.exists, 60, f"the crash at {point}", worker)
+        assert worker.process is not None
+        worker.process.wait(timeout=30)
+        _restore_unacked()
+        worker.start()
+        _wait(
+            lambda: Query.objects.get(pk=pk).status in ("released", "failed"),
+            60,
+            f"query {pk} to end",
+            worker,
+        )
+    finally:
+        plan.write_text("{}")
+    query = Query.objects.get(pk=pk)
+    assert query.status == final, query.error
+    assert marker.read_text() == point
+    assert BudgetCharge.objects.get(query_id=pk).state == ("charged" if charged else "refunded")
+    assert QueryPool.objects.filter(query_id=pk).count() == 1
+    dataset.refresh_from_db()
+    assert str(dataset.spent_epsilon) in ("0.500000000000", "0.5")
+    assert AuditEvent.objects.filter(
+        subject=f"query:{pk}", action="cleanroom.query.released"
+    ).count() == (1 if final == "released" else 0)
+    assert Distribution.objects.filter(query_id=pk).count() == (1 if final == "released" else 0)
+    if final == "failed":
+        assert "stays charged" in query.error and query.result is None
