@@ -13,7 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,6 +31,7 @@ def money(micro: int) -> str:
     return f"{(Decimal(micro) / Decimal(1_000_000)).quantize(Decimal('0.000001'))}"
 
 
+@extend_schema_field(OpenApiTypes.NUMBER)
 class EpsilonField(serializers.Field):
     """Accepts a JSON number or a decimal string; the service validates the value."""
 
@@ -111,7 +113,7 @@ class QueryListApi(APIView):
             return [IsBusiness()]
         return [IsBusinessOrCompliance()]
 
-    @extend_schema(request=QueryInput, responses={202: dict})
+    @extend_schema(request=QueryInput, responses={202: dict}, operation_id="queries_submit")
     def post(self, request: Request) -> Response:
         data = _input(request)
         query = services.query_submit(
@@ -130,7 +132,7 @@ class QueryListApi(APIView):
             status=status.HTTP_202_ACCEPTED,
         )
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses=dict, operation_id="queries_list")
     def get(self, request: Request) -> Response:
         wanted = request.query_params.get("status") or None
         if wanted and wanted not in QueryStatus.values:
@@ -142,7 +144,7 @@ class QueryListApi(APIView):
 class QueryDetailApi(APIView):
     permission_classes = [IsBusinessOrCompliance]
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses=dict, operation_id="queries_retrieve")
     def get(self, request: Request, pk: int) -> Response:
         return Response(query_output(selectors.query_get(user=request.user, pk=pk)))
 

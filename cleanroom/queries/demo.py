@@ -69,4 +69,4 @@ def seed(*, stdout: Any = None) -> list[str]:
         lines.append(
             f"Query {query.pk} on {dataset.slug}: {query.status} (portal /queries/{query.pk}/)"
         )
-    return lines or ["Queries: no dataset with a large enough pool yet."]
+    return lines or ["Queries: nothing to seed (no new dataset with a large enough pool)."]
