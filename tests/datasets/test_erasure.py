@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
+
 from audit.models import AuditEvent
 from cleanroom.accounts.models import Contributor
 from cleanroom.datasets import storage
@@ -19,6 +21,14 @@ from cleanroom.datasets.services import contributor_erase_run
 from tests.datasets.conftest import record, wait_for
 
 UPLOAD = "/api/v1/datasets/households/contributions/"
+
+
+def payouts_row_counts() -> dict[str, int]:
+    """Rows of every payouts table: erasure must leave the earnings history alone."""
+    return {
+        model.__name__: model.objects.count()
+        for model in apps.get_app_config("payouts").get_models()
+    }
 
 
 def all_compacted() -> bool:
@@ -70,6 +80,7 @@ def test_erasure_purges_every_stored_form_in_one_job(
     assert len(old_files) >= 2
     assert all(path.exists() for path in old_files)
 
+    payouts_rows = payouts_row_counts()
     response = api(erased.user).delete("/api/v1/me/data/")
 
     assert response.status_code == 202
@@ -104,6 +115,7 @@ def test_erasure_purges_every_stored_form_in_one_job(
     assert erasure.rows_removed == 2 and erasure.completed_at is not None
     # The account stays (earnings history hangs off it); only the data is gone.
     assert Contributor.objects.filter(pk=erased.pk).exists()
+    assert payouts_row_counts() == payouts_rows
     stages = [
         e.payload["stage"]
         for e in AuditEvent.objects.filter(

@@ -166,3 +166,17 @@ def test_publish_form_is_compliance_only(business_user: Any, contributor: Any) -
     assert signed_in(contributor.user).post("/datasets/new/", {"slug": "x"}).status_code == 403
     assert Dataset.objects.count() == 0
     assert HOUSEHOLDS_SCHEMA
+
+
+def test_privacy_chart_scales_bars_to_the_largest_loss() -> None:
+    from cleanroom.datasets.portal import _privacy_chart
+
+    chart = _privacy_chart([{"dataset": "a", "epsilon": 0.5}, {"dataset": "b", "epsilon": 2.0}])
+    assert chart == {
+        "bars": [
+            {"label": "a", "value": "0.5", "y": 10, "width": 90.0},
+            {"label": "b", "value": "2", "y": 38, "width": 360.0},
+        ],
+        "height": 76,
+    }
+    assert _privacy_chart([]) == {"bars": [], "height": 20}
