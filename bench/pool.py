@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import shutil
 import statistics
 import tempfile
 import time
@@ -103,11 +104,15 @@ def main(argv: list[str]) -> None:
         database.setdefault("TEST", {})["NAME"] = f"bench_pool_{database['NAME']}"
     print("creating a throwaway database (migrations)...", flush=True)
     config = setup_databases(verbosity=0, interactive=False, keepdb=args.keep_db)
+    from cleanroom.datasets.storage import segment_path
+
+    segments = segment_path("x").parent  # MEDIA_ROOT/pool/<throwaway database>
     try:
         run(args)
     finally:
         if not args.keep_db:
             teardown_databases(config, verbosity=0)
+            shutil.rmtree(segments, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> None:
