@@ -5,7 +5,8 @@ so a leaf can never pass for a node. An odd node at the end of a level is promot
 unchanged. The tree is built in chunks of ``CHUNK`` leaves (sorted by contributor
 pk): a settlement stores the chunk roots, so a proof needs only one chunk's lines
 re-read from the ledger plus the stored roots; the verifier does not care about
-the shape, it folds the sibling path.
+the shape, it folds the sibling path. No Django here: a contributor verifies a proof
+offline with ``python -m payouts.merkle proof.json``.
 
 >>> leaves = [leaf_hash(settlement=1, contributor=pk, amount=10 * pk, currency="EUR") for pk in range(1, 6)]
 >>> root = tree_root(leaves)
@@ -18,6 +19,7 @@ False
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 CHUNK = 4096
 
@@ -72,3 +74,47 @@ def proof_verify(*, leaf: bytes, proof: list[dict[str, str]], root: bytes) -> bo
 
 def chunked_roots(leaves: list[bytes], chunk: int = CHUNK) -> list[bytes]:
     return [tree_root(leaves[i : i + chunk]) for i in range(0, len(leaves), chunk)]
+
+
+def proof_check(document: dict[str, Any]) -> tuple[bool, str]:
+    """Check a proof as served in GET /api/v1/me/earnings/ (``settlements[i]``), offline.
+
+    The leaf is recomputed from its fields (so the amount shown is the amount committed),
+    then the sibling path is folded up to the published root.
+    """
+    leaf = document["leaf"]
+    recomputed = leaf_hash(
+        settlement=int(leaf["settlement"]),
+        contributor=int(leaf["contributor"]),
+        amount=int(leaf["amount_micro"]),
+        currency=str(leaf["currency"]),
+    )
+    if recomputed.hex() != leaf["hash"]:
+        return False, "the leaf hash does not match its fields"
+    if not proof_verify(
+        leaf=recomputed, proof=document["proof"], root=bytes.fromhex(document["merkle_root"])
+    ):
+        return False, "the path does not lead to the settlement's Merkle root"
+    return True, (
+        f"line ({leaf['contributor']}, {leaf['amount_micro']} micro-{leaf['currency']}) is in "
+        f"settlement {leaf['settlement']} with root {document['merkle_root']}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m payouts.merkle proof.json`: verify a settlement proof with no server."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m payouts.merkle PROOF.json")
+        return 2
+    with open(args[0], encoding="utf-8") as handle:
+        ok, message = proof_check(json.load(handle))
+    print(("OK: " if ok else "FAILED: ") + message)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -222,3 +222,34 @@ def test_concurrent_settlements_claim_and_write_once(
     assert Settlement.objects.get(pk=settlement.pk).status == "completed"
     assert AuditEvent.objects.filter(action="payouts.settlement.completed").count() == 1
     assert ledger_reconcile().ok
+
+
+def test_a_served_proof_verifies_offline_and_a_tampered_one_does_not(
+    api: Any, funded: Any, dataset: Any, make_query: Any, make_contributor: Any, tmp_path: Any
+) -> None:
+    import copy
+    import json
+
+    from payouts.merkle import main, proof_check
+
+    me = make_contributor()
+    query_charge(query=make_query(dataset), members=members(me.pk, me.pk + 1, me.pk + 2))
+    settlement_process(settlement_id=settlement_open(currency="EUR").pk)  # type: ignore[union-attr]
+    [proof] = api(me.user).get("/api/v1/me/earnings/").json()["settlements"]
+    path = tmp_path / "proof.json"
+    path.write_text(json.dumps(proof))
+    assert main([str(path)]) == 0
+    inflated = copy.deepcopy(proof)
+    inflated["leaf"]["amount_micro"] += 1
+    assert proof_check(inflated) == (False, "the leaf hash does not match its fields")
+    forged = copy.deepcopy(proof)
+    forged["leaf"]["amount_micro"] += 1
+    forged["leaf"]["hash"] = leaf_hash(
+        settlement=forged["leaf"]["settlement"],
+        contributor=me.pk,
+        amount=forged["leaf"]["amount_micro"],
+        currency="EUR",
+    ).hex()
+    assert proof_check(forged)[0] is False
+    path.write_text(json.dumps(forged))
+    assert main([str(path)]) == 1
