@@ -198,7 +198,11 @@ def query_download(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
 @roles("compliance")
 @require_GET
 def review_queue(request: HttpRequest) -> HttpResponse:
-    return render(request, "queries/review.html", {"queries": selectors.review_queue()})
+    return render(
+        request,
+        "queries/review.html",
+        {"queries": selectors.review_queue(), "datasets": Dataset.objects.order_by("slug")},
+    )
 
 
 def _after_review(request: HttpRequest, pk: int) -> HttpResponse:

@@ -21,7 +21,12 @@ Invariants (each has tests that try to break it):
 5. Only noisy numbers leave: the result holds the engine's release (noisy values and
    intervals); errors after the mechanism say nothing about the data.
 6. Every submission, approval, rejection, budget movement, start, release and failure is
-   written to the audit log in the same transaction as the change.
+   written to the audit log in the same transaction as the change (a refund is
+   ``cleanroom.budget.refunded``).
+
+Budget is accounted in epsilon. Releases with private group keys (only where the policy
+says ``private_keys``) also spend the policy's per-query ``delta``, stored on the query;
+delta is not pooled into a dataset total.
 """
 
 from __future__ import annotations
