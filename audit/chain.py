@@ -201,13 +201,27 @@ def verify_consistency(
 
 
 class MerkleTree:
-    """An in-memory tree over a list of leaf hashes (for the verifiers and the bench)."""
+    """An in-memory tree over a list of leaf hashes (for the verifiers and the bench).
 
-    def __init__(self, leaves: Sequence[bytes]) -> None:
-        self.levels = perfect_levels(leaves)
-        self.size = len(leaves)
+    Levels are lists of hashes, or (from a tree built in another process) one bytes blob per
+    level of 32-byte hashes."""
+
+    def __init__(
+        self, leaves: Sequence[bytes] = (), *, blobs: Sequence[bytes] | None = None
+    ) -> None:
+        self.blobs = list(blobs) if blobs is not None else None
+        if self.blobs is not None:
+            self.levels: list[list[bytes]] = []
+            self.size = len(self.blobs[0]) // 32 if self.blobs else 0
+        else:
+            self.levels = perfect_levels(leaves)
+            self.size = len(leaves)
 
     def node(self, level: int, index: int) -> bytes:
+        if self.blobs is not None:
+            if index < 0 or 32 * (index + 1) > len(self.blobs[level]):
+                raise IndexError(f"no node {level}/{index}")
+            return self.blobs[level][32 * index : 32 * index + 32]
         return self.levels[level][index]
 
     def root(self, size: int | None = None) -> bytes:
@@ -218,6 +232,96 @@ class MerkleTree:
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
         return consistency_proof(old_size, self.size if new_size is None else new_size, self.node)
+
+
+BLOCK = 1 << 16  # leaves per aligned block when a tree is built as leaves arrive
+
+
+class TreeBuilder:
+    """Perfect subtree hashes built block by block (aligned 2**16 leaves) as leaves arrive,
+    so a tree can be built beside the chain, in another process."""
+
+    def __init__(self) -> None:
+        self.levels: list[list[bytes]] = [[] for _ in range(17)]
+        self.pending: list[bytes] = []
+
+    def add(self, leaves: Sequence[bytes]) -> None:
+        self.pending.extend(leaves)
+        while len(self.pending) >= BLOCK:
+            self._block(self.pending[:BLOCK])
+            del self.pending[:BLOCK]
+
+    def _block(self, block: Sequence[bytes]) -> None:
+        for level, nodes in enumerate(perfect_levels(block)):
+            self.levels[level].extend(nodes)
+
+    def finish(self) -> list[bytes]:
+        """One blob per level (level 0 = the leaves), as `MerkleTree(blobs=...)` takes."""
+        if self.pending:
+            self._block(self.pending)
+            self.pending = []
+        levels = [nodes for nodes in self.levels[:16]]
+        levels.extend(perfect_levels(self.levels[16]))  # block roots and everything above
+        while len(levels) > 1 and not levels[-1]:
+            levels.pop()
+        return [b"".join(nodes) for nodes in levels]
+
+
+def _tree_worker(connection: Any) -> None:
+    """Child process: build the tree from leaf blobs until an empty message, send it back."""
+    builder = TreeBuilder()
+    while blob := connection.recv_bytes():
+        builder.add([blob[i : i + 32] for i in range(0, len(blob), 32)])
+    blobs = builder.finish()
+    connection.send(len(blobs))
+    for blob in blobs:
+        connection.send_bytes(blob)
+    connection.close()
+
+
+class _ParallelTree:
+    """Builds the Merkle tree in a forked process while this one hashes the chain (two cores,
+    or a second share of a busy machine). Falls back to building it here if that fails."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_tree_worker, args=(child,), daemon=True)
+        self.process.start()
+        child.close()
+
+    def add(self, leaves: Sequence[bytes]) -> None:
+        if leaves:
+            self.connection.send_bytes(b"".join(leaves))
+
+    def finish(self, timeout: float = 600) -> MerkleTree:
+        self.connection.send_bytes(b"")
+        if not self.connection.poll(timeout):
+            raise OSError("the tree process did not answer")
+        count = self.connection.recv()
+        blobs = [self.connection.recv_bytes() for _ in range(count)]
+        self.close()
+        return MerkleTree(blobs=blobs)
+
+    def close(self) -> None:
+        """Stop the child whatever state it is in (also on an error in the caller)."""
+        if self.connection.closed:
+            return
+        self.connection.close()
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+
+    @staticmethod
+    def usable() -> bool:
+        """Forking is only safe from a single-threaded process (a CLI, a management command):
+        a lock held by another thread at fork time would never be released in the child."""
+        import threading
+
+        return threading.active_count() == 1
 
 
 def new_perfect_nodes(
@@ -384,8 +488,12 @@ def verify_log(
     public_key: Any,
     *,
     witness_leaf: Callable[[int], bytes | None] | None = None,
+    parallel: bool = False,
 ) -> Report:
     """Recompute the chain and the tree and check every checkpoint.
+
+    ``parallel`` builds the tree in a forked process (for command-line use, not inside a
+    threaded server).
 
     ``chunks`` are consecutive column chunks ``(seqs, entries, stored_prev_hash_hex,
     stored_hash_hex)`` in seq order (see `columns_of`). ``witness_leaf(i)`` optionally returns
@@ -395,6 +503,26 @@ def verify_log(
     The first bad entry is the smallest seq that is altered, missing, or not covered by a
     valid signature where one was expected.
     """
+    helper: _ParallelTree | None = None
+    if parallel and _ParallelTree.usable():
+        try:
+            helper = _ParallelTree()
+        except (OSError, ValueError):
+            helper = None
+    try:
+        return _verify(chunks, checkpoints, public_key, witness_leaf, helper)
+    finally:
+        if helper is not None:
+            helper.close()
+
+
+def _verify(
+    chunks: Iterable[Columns],
+    checkpoints: Iterable[Checkpoint],
+    public_key: Any,
+    witness_leaf: Callable[[int], bytes | None] | None,
+    helper: _ParallelTree | None,
+) -> Report:
     sha = _sha256
     previous = GENESIS
     leaves: list[bytes] = []
@@ -423,6 +551,8 @@ def verify_log(
             leaves.extend(chunk_leaves)
             heads.extend(chunk_heads)
             previous = p
+            if helper is not None:
+                helper.add(chunk_leaves)
             continue
         for i in range(size):
             seq = first + i
@@ -436,9 +566,18 @@ def verify_log(
             if bad is not None:
                 leaves.extend(chunk_leaves[:i])
                 heads.extend(chunk_heads[:i])
+                if helper is not None:
+                    helper.add(chunk_leaves[:i])
                 break
     valid_size = len(leaves)  # entries whose chain checks out
-    tree = MerkleTree(leaves)
+    tree: MerkleTree | None = None
+    if helper is not None:
+        try:
+            tree = helper.finish()
+        except (OSError, EOFError, ValueError):
+            tree = None
+    if tree is None or tree.size != valid_size:
+        tree = MerkleTree(leaves)
 
     def mark(position: int, why: str) -> None:
         nonlocal bad, reason
@@ -466,7 +605,7 @@ def verify_log(
         ):
             last_good = max(last_good, cp.size)
             continue
-        position = _locate(tree.levels[0], cp, witness_leaf)
+        position = _locate(leaves, cp, witness_leaf)
         if position is not None:
             mark(position, f"entry {position} differs from what checkpoint {cp.size} signed")
         elif cp.size > valid_size:

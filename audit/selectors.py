@@ -184,8 +184,9 @@ def _first_row_whose_columns_disagree() -> int | None:
     return None
 
 
-def log_verify() -> chain.Report:
-    """Recompute the chain and the tree from the database and check every checkpoint."""
+def log_verify(*, parallel: bool = False) -> chain.Report:
+    """Recompute the chain and the tree from the database and check every checkpoint
+    (`parallel`: build the tree in a forked process; for commands, not the threaded server)."""
 
     def rows() -> Iterator[tuple[int, bytes, str, str]]:
         query = AuditEvent.objects.order_by("seq").values_list("seq", "entry", "prev_hash", "hash")
@@ -194,7 +195,11 @@ def log_verify() -> chain.Report:
 
     checkpoints = [checkpoint_as_chain(c) for c in AuditCheckpoint.objects.order_by("tree_size")]
     report = chain.verify_log(
-        chain.columns_of(rows()), checkpoints, keys.public_key(), witness_leaf=_StoredLeaves()
+        chain.columns_of(rows()),
+        checkpoints,
+        keys.public_key(),
+        witness_leaf=_StoredLeaves(),
+        parallel=parallel,
     )
     disagree = _first_row_whose_columns_disagree()
     if disagree is not None and (

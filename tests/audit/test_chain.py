@@ -129,3 +129,87 @@ def test_checkpoint_signatures_are_ed25519_over_the_note() -> None:
     )
     other = ECC.generate(curve="ed25519")
     assert not chain.signature_is_valid(other.public_key(), body, signature)
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 65536, 65537, 140000])
+def test_a_tree_built_block_by_block_equals_one_built_at_once(size: int) -> None:
+    leaves = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(size)]
+    builder = chain.TreeBuilder()
+    for start in range(0, size, 30000):  # arrivals not aligned to blocks
+        builder.add(leaves[start : start + 30000])
+    built = chain.MerkleTree(blobs=builder.finish())
+    whole = chain.MerkleTree(leaves)
+    assert built.size == size
+    assert [b"".join(level) for level in whole.levels if level] == [
+        b for b in built.blobs if b
+    ] or size == 0
+    assert built.root() == whole.root()
+    if size:
+        assert built.inclusion_proof(size - 1) == whole.inclusion_proof(size - 1)
+
+
+PARALLEL_SCRIPT = r"""
+import json, multiprocessing, sys
+from Crypto.PublicKey import ECC
+from audit import chain
+
+key = ECC.generate(curve="ed25519")
+size = 140000
+entries = [b'{"n":%d}' % i for i in range(size)]
+leaves = [chain.leaf_hash(e) for e in entries]
+previous, rows = chain.GENESIS, []
+for i, (entry, leaf) in enumerate(zip(entries, leaves)):
+    current = chain.chain_hash(previous, leaf)
+    rows.append((i + 1, entry, previous.hex(), current.hex()))
+    previous = current
+tree = chain.MerkleTree(leaves)
+checkpoints = []
+for cp_size in (70000, size):
+    head = bytes.fromhex(rows[cp_size - 1][3])
+    body = chain.checkpoint_body(size=cp_size, root=tree.root(cp_size), chain_head=head, timestamp="t")
+    checkpoints.append(chain.Checkpoint(cp_size, tree.root(cp_size), head, "t", chain.sign(key, body), chain.key_id(key.public_key())))
+out = []
+for tampered in (None, 3, 100000):
+    data = list(rows)
+    if tampered:
+        seq, entry, prev, digest = data[tampered - 1]
+        data[tampered - 1] = (seq, entry + b" ", prev, digest)
+    out.append([
+        chain.verify_log(chain.columns_of(iter(data)), checkpoints, key.public_key(), parallel=p).as_dict()
+        for p in (False, True)
+    ])
+
+def broken():
+    yield from chain.columns_of(iter(rows[:70000]))
+    raise ValueError("the export ends mid-line")
+
+try:
+    chain.verify_log(broken(), checkpoints, key.public_key(), parallel=True)
+except ValueError:
+    pass
+print(json.dumps({"reports": out, "children": len(multiprocessing.active_children()),
+                  "usable": chain._ParallelTree.usable()}))
+"""
+
+
+def test_parallel_verification_reports_exactly_what_sequential_does(tmp_path) -> None:
+    """Run in a fresh single-threaded interpreter, as the command-line verifier is."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(chain.__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", PARALLEL_SCRIPT],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["usable"] is True and data["children"] == 0  # no child left behind on an error
+    for (sequential, parallel), tampered in zip(data["reports"], (None, 3, 100000), strict=True):
+        assert sequential == parallel
+        assert sequential["first_bad_entry"] == tampered

@@ -12,7 +12,7 @@ class Command(BaseCommand):
     help = "Verify the audit log in the database; exits non-zero when it does not verify."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        report = log_verify()
+        report = log_verify(parallel=True)
         self.stdout.write(json.dumps(report.as_dict(), indent=2))
         if not report.ok:
             raise CommandError(
