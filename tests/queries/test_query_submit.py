@@ -195,3 +195,23 @@ def test_dataset_restricted_to_other_organizations_does_not_exist(
     response = submit(api, business_user)
     assert response.status_code == 404
     assert budget_state(dataset) == before
+
+
+def test_the_database_refuses_an_overspent_budget_even_if_code_did_not(
+    households: Any, business_user: Any, api: Any
+) -> None:
+    from django.db import IntegrityError, transaction
+
+    from cleanroom.datasets.models import Dataset
+
+    assert submit(api, business_user).status_code == 202
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Dataset.objects.filter(pk=households.pk).update(spent_epsilon=Decimal("10.000000000001"))
+    event = AuditEvent.objects.get(action="cleanroom.budget.charged")
+    assert event.payload == {
+        "epsilon": "0.500000000000",
+        "spent_epsilon": "0.500000000000",
+        "total_epsilon": "10.000000000000",
+        "state": "reserved",
+    }
+    assert event.dataset == "households"
