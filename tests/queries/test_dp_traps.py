@@ -104,3 +104,22 @@ def test_the_engine_turns_an_in_memory_frame_into_a_scan() -> None:
 
         if path:
             os.unlink(path)
+
+
+def test_pool_files_of_a_dead_worker_are_swept() -> None:
+    import os
+    import subprocess
+
+    from cleanroom.queries.dp.engine import SHM_DIR, SHM_PREFIX, _as_scan
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = os.path.join(SHM_DIR, f"{SHM_PREFIX}{dead.pid}-leftover.arrow")
+    with open(orphan, "wb") as handle:
+        handle.write(b"plaintext that must not stay")
+    scan, path = _as_scan(DATA)
+    try:
+        assert not os.path.exists(orphan)
+    finally:
+        if path:
+            os.unlink(path)

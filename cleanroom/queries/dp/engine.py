@@ -38,6 +38,7 @@ OpenDP 0.16.0 traps guarded here (tests in tests/queries/test_dp_traps.py):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -448,11 +449,36 @@ def mechanism_dry_run(mechanism: Mechanism) -> None:
         raise EngineError(f"The query failed on an empty frame: {str(error)[:200]}") from None
 
 
+SHM_PREFIX = "cleanroom-pool-"
+
+
+def _sweep_orphans() -> None:
+    """Remove pool files left by a worker that was killed mid-run (its pid is gone)."""
+    try:
+        names = os.listdir(SHM_DIR)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(SHM_PREFIX):
+            continue
+        owner = name[len(SHM_PREFIX) :].split("-", 1)[0]
+        if not owner.isdigit() or int(owner) == os.getpid():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(SHM_DIR, name))
+        except PermissionError:
+            continue
+
+
 def _as_scan(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, str | None]:
     """An in-memory frame as an IPC scan over a RAM-backed file, so OpenDP does not copy it.
 
     The file lives in /dev/shm (tmpfs: memory, never disk), is created 0600 by mkstemp and
-    unlinked as soon as the mechanism has run. Polars canonicalizes scan paths, so an
+    unlinked as soon as the mechanism has run; files of a worker killed mid-run (their
+    name carries the pid) are swept by the next run. Polars canonicalizes scan paths, so an
     anonymous ``memfd`` cannot be used. Without /dev/shm the frame is used as it is.
     """
     if not os.path.isdir(SHM_DIR) or not os.access(SHM_DIR, os.W_OK):
@@ -463,7 +489,8 @@ def _as_scan(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, str | None]:
         return frame, None
     if not plan_text.lstrip().startswith("DF ["):
         return frame, None
-    fd, path = tempfile.mkstemp(prefix="cleanroom-pool-", suffix=".arrow", dir=SHM_DIR)
+    _sweep_orphans()
+    fd, path = tempfile.mkstemp(prefix=f"{SHM_PREFIX}{os.getpid()}-", suffix=".arrow", dir=SHM_DIR)
     try:
         with os.fdopen(fd, "wb") as handle:
             frame.collect().write_ipc(handle, compression="uncompressed")
