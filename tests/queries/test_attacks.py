@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal
 from typing import Any
 
@@ -189,3 +190,49 @@ def test_sql_injection_in_every_field_changes_nothing(
         == 404
     )
     assert budget_state(households) == before
+
+
+def test_float_edge_values_in_uploaded_data_give_finite_noisy_answers(
+    pool_dataset: Any, business_user: Any, api: Any
+) -> None:
+    from cleanroom.datasets.models import Contribution
+    from cleanroom.datasets.services import contribution_upload
+    from cleanroom.errors import DomainError
+
+    dataset = pool_dataset()
+    edge = dict(rows_for(99)[0])
+    stored = Contribution.objects.filter(dataset=dataset).count()
+    for value in (float("nan"), float("inf"), -float("inf"), 1e308):
+        # Values outside the schema are refused at upload, nothing stored.
+        with contextlib.suppress(DomainError):
+            contribution_upload(
+                contributor=_new_contributor(dataset),
+                dataset=dataset,
+                records=[dict(edge, income=value)],
+            )
+    refused_all = Contribution.objects.filter(dataset=dataset).count() == stored
+    for value in (0.0, 200000.0, 5e-324, -0.0):  # valid, at the edges of float and bounds
+        contribution_upload(
+            contributor=_new_contributor(dataset),
+            dataset=dataset,
+            records=[dict(edge, income=value)],
+        )
+    query = run(
+        api, business_user, "SELECT SUM(income) AS s, AVG(income) AS m FROM households", 1.0
+    )
+    (row,) = query.result["rows"]
+    assert all(value is not None for value in row)
+    assert 0 <= row[1] <= 200000
+    assert refused_all
+
+
+_made = iter(range(10**6))
+
+
+def _new_contributor(dataset: Any) -> Any:
+    from cleanroom.accounts.services import contributor_get_or_create
+    from cleanroom.datasets.services import consent_give
+
+    contributor, _ = contributor_get_or_create(did=f"did:example:edge-{next(_made)}")
+    consent_give(contributor=contributor, dataset=dataset)
+    return contributor
