@@ -202,6 +202,11 @@ CELERY_BEAT_SCHEDULE["datasets-retention"] = {
     "task": "cleanroom.datasets.tasks.contributions_expire_task",
     "schedule": env.int("CLEANROOM_RETENTION_EVERY_SECONDS", default=86400),
 }
+# Datasets: compact the uploads still waiting (a job also runs once enough are waiting).
+CELERY_BEAT_SCHEDULE["datasets-compaction"] = {
+    "task": "cleanroom.datasets.tasks.pools_compact_task",
+    "schedule": env.int("CLEANROOM_COMPACTION_EVERY_SECONDS", default=300),
+}
 CELERY_TIMEZONE = "UTC"
 
 LOGGING = {

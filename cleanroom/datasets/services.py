@@ -12,7 +12,8 @@ Invariants kept here (each one has tests that try to break it):
   policy's ``max_rows_per_contributor``.
 - Contributed values exist only encrypted (see ``storage``/``crypto``); compaction
   copies each contribution into exactly one place of the pool segments
-  (``Contribution.is_compacted`` flips in the same transaction).
+  (``Contribution.is_compacted`` flips in the same transaction). Uploads are compacted
+  in batches (a job once enough wait, and a periodic one), and read one by one until then.
 - Erasure destroys the data key and withdraws consent at once (the next snapshot
   excludes the contributor); its job then deletes the contributions and rewrites
   every pool segment that held their rows. Earnings (payouts) are not touched.
@@ -34,6 +35,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 from django.db import connection, transaction
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -55,6 +57,11 @@ from cleanroom.errors import Conflict, Forbidden, NotFound, ValidationFailed
 SEGMENT_ROWS = 1 << 20
 SMALL_SEGMENT_ROWS = 1 << 16
 SMALL_SEGMENTS_MAX = 8
+# Uploads wait to be compacted in batches: a job is queued once this many uploads (or
+# rows) are waiting, and the periodic job picks up the rest. Every snapshot decrypts the
+# waiting uploads one by one, so these bound its extra cost.
+COMPACT_AFTER_UPLOADS = 32
+COMPACT_AFTER_ROWS = 50_000
 TERMS_FIELDS = ("purpose", "policy", "price", "retention_days")
 
 
@@ -335,10 +342,14 @@ def _contribution_store(
         dataset=dataset.slug,
         payload={"contribution": contribution.pk, "rows": table.num_rows},
     )
-    from cleanroom.datasets.tasks import pool_compact_task
+    waiting = Contribution.objects.filter(dataset=dataset, is_compacted=False).aggregate(
+        uploads=Count("pk"), rows=Sum("rows")
+    )
+    if waiting["uploads"] >= COMPACT_AFTER_UPLOADS or (waiting["rows"] or 0) >= COMPACT_AFTER_ROWS:
+        from cleanroom.datasets.tasks import pool_compact_task
 
-    dataset_pk = dataset.pk
-    transaction.on_commit(lambda: pool_compact_task.delay(dataset_pk))
+        dataset_pk = dataset.pk
+        transaction.on_commit(lambda: pool_compact_task.delay(dataset_pk))
     return contribution
 
 
@@ -383,6 +394,16 @@ def _segments_write(dataset: Dataset, frame: pl.DataFrame) -> list[PoolSegment]:
 # partial index of waiting uploads (read by every snapshot) otherwise keeps pointing at
 # the dead versions of the flipped rows until autovacuum comes by.
 VACUUM_AFTER_UPLOADS = 10_000
+
+
+def pools_compact() -> int:
+    """Compact every dataset with waiting uploads (the periodic job); returns rows compacted."""
+    waiting = (
+        Contribution.objects.filter(is_compacted=False)
+        .values_list("dataset_id", flat=True)
+        .distinct()
+    )
+    return sum(pool_compact(dataset_pk=dataset_pk) for dataset_pk in sorted(set(waiting)))
 
 
 def pool_compact(*, dataset_pk: int) -> int:

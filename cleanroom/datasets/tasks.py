@@ -8,6 +8,7 @@ from cleanroom.datasets.services import (
     contributions_expire,
     contributor_erase_run,
     pool_compact,
+    pools_compact,
 )
 
 
@@ -24,3 +25,8 @@ def contributor_erase_task(erasure_pk: int) -> bool:
 @shared_task(acks_late=True)
 def contributions_expire_task() -> int:
     return contributions_expire()
+
+
+@shared_task(acks_late=True)
+def pools_compact_task() -> int:
+    return pools_compact()

@@ -14,6 +14,7 @@ from django.db import connection
 
 from cleanroom.datasets.models import Contribution, PoolSegment
 from cleanroom.datasets.services import consent_give, dataset_create
+from cleanroom.datasets.tasks import pools_compact_task
 from tests.datasets.conftest import HOUSEHOLDS_POLICY, HOUSEHOLDS_PRICE, wait_for
 
 # Values nobody else would store: any copy of them, plain or hex-encoded, is a leak.
@@ -92,6 +93,7 @@ def test_dump_and_storage_hold_no_uploaded_value(
         201,
         400,
     )
+    pools_compact_task.delay()  # the periodic job, through the real worker
     wait_for(
         lambda: not Contribution.objects.filter(is_compacted=False).exists(),
         what="compaction",

@@ -18,6 +18,7 @@ from cleanroom.datasets.models import (
 )
 from cleanroom.datasets.pool import pool_snapshot
 from cleanroom.datasets.services import contributor_erase_run
+from cleanroom.datasets.tasks import pools_compact_task
 from tests.datasets.conftest import record, wait_for
 
 UPLOAD = "/api/v1/datasets/households/contributions/"
@@ -69,6 +70,7 @@ def test_erasure_purges_every_stored_form_in_one_job(
         .status_code
         == 201
     )
+    pools_compact_task.delay()  # the periodic job, through the real worker
     wait_for(all_compacted, what="compaction by the worker")
     assert segment_ids(dataset) == {stays.pk, erased.pk}
     assert segment_ids(other) == {erased.pk}
