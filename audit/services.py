@@ -238,6 +238,8 @@ def _checkpoint_quietly() -> None:
             checkpoint_create()
     except Conflict as error:
         logger.error("audit checkpoint refused: %s", error.detail)
+    except (OSError, ValueError) as error:  # e.g. the key file cannot be read or written
+        logger.error("audit checkpoint failed: %s", error)
 
 
 def audit_record_many(*, events: Iterable[dict[str, Any]]) -> list[AuditEvent]:

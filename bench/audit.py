@@ -318,6 +318,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--appends", type=int, default=3000, help="events per append mode")
     parser.add_argument("--db-events", type=int, default=100_000, help="log size for DB verify")
     parser.add_argument("--skip-db", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true", help="only the database figures")
     args = parser.parse_args(argv)
 
     import django
@@ -329,7 +330,8 @@ def main(argv: list[str]) -> None:
     from django.db import connection
 
     print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    _in_memory(args.events, args.every)
+    if not args.skip_memory:
+        _in_memory(args.events, args.every)
     if args.skip_db:
         return
     folder = tempfile.mkdtemp()

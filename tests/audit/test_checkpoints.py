@@ -96,3 +96,15 @@ def test_checkpoint_and_public_key_commands(make_log, capsys, tmp_path) -> None:
     pem = (tmp_path / "key.pem").read_text()
     assert pem.startswith("-----BEGIN PUBLIC KEY-----")
     assert chain.key_id(chain.load_public_key(pem)) == AuditCheckpoint.objects.get().key_id
+
+
+def test_an_unusable_key_never_blocks_the_change_being_recorded(
+    every_five, settings, make_log
+) -> None:
+    """The every-N checkpoint is best effort inside the caller's transaction: a key file that
+    cannot be written is logged, the events are still appended, and no checkpoint is made."""
+    settings.CLEANROOM_AUDIT_KEY_FILE = "/proc/no-such-dir/audit_key.pem"
+    keys._load.cache_clear()
+    events = make_log(6)
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
+    assert AuditCheckpoint.objects.count() == 0 and AuditNode.objects.count() == 0
