@@ -69,7 +69,8 @@ class BudgetExhausted(DomainError):
 
 
 class InsufficientBalance(DomainError):
-    status_code = 402
+    # API.md: a refused query answers 400 and spends nothing (not 402).
+    status_code = 400
     title = "Insufficient balance"
     type = "insufficient-balance"
 

@@ -33,6 +33,7 @@ NON_NEGATIVE_KINDS = {
     Account.Kind.POOL_CLEARING,
     Account.Kind.CONTRIBUTOR_PAYABLE,
     Account.Kind.PAYOUTS_IN_TRANSIT,
+    Account.Kind.QUERY_HOLDS,
 }
 
 

@@ -38,6 +38,8 @@ class Account(models.Model):
         EXTERNAL_FUNDING = "external_funding", "External funding (top-ups)"
         PAYOUTS_IN_TRANSIT = "payouts_in_transit", "Payouts in transit"
         EXTERNAL_PAYOUTS = "external_payouts", "Paid out to contributors' banks"
+        # Prices of submitted queries not yet released or given back (one per currency).
+        QUERY_HOLDS = "query_holds", "Held for submitted queries"
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     currency = models.CharField(max_length=3)
@@ -76,6 +78,8 @@ class JournalEntry(models.Model):
     class Kind(models.TextChoices):
         TOP_UP = "top_up"
         QUERY_CHARGE = "query_charge"
+        QUERY_HOLD = "query_hold"
+        QUERY_HOLD_RELEASE = "query_hold_release"
         SETTLEMENT = "settlement"
         PAYOUT_INITIATED = "payout_initiated"
         PAYOUT_PAID = "payout_paid"

@@ -92,7 +92,9 @@ def ledger_reconcile() -> Report:
     charged = {
         row["entry_id"]: -int(row["total"])
         for row in Posting.objects.filter(
-            entry__kind=JournalEntry.Kind.QUERY_CHARGE, account__kind=Account.Kind.BUSINESS
+            entry__kind=JournalEntry.Kind.QUERY_CHARGE,
+            # Charged from the held price (queries submitted with a hold) or the balance.
+            account__kind__in=[Account.Kind.BUSINESS, Account.Kind.QUERY_HOLDS],
         )
         .values("entry_id")
         .annotate(total=Sum("amount"))

@@ -9,6 +9,13 @@ Invariants:
   floored, the remainder goes to the rounding account, the fee is floored too;
 - a share never depends on anyone's records: it is the same for every member;
 - a business balance never goes negative (checked under a row lock, backed by a CHECK);
+- a query's price is HELD at submission (``query:<id>:hold``: business balance -> the
+  currency's ``query_holds`` account, under the account row locks, in the submission
+  transaction), so an accepted query can always be paid for. The hold ends exactly once:
+  consumed by the charge (``query:<id>:charge`` moves the held money to fee, pool and
+  rounding) or given back (``query:<id>:hold:released``) when the query is rejected or
+  fails before its mechanism ran. Both are decided under the same account locks, and
+  each checks the other's key, so a hold is never both charged and given back;
 - every change is in the audit log in the same transaction.
 """
 
@@ -26,9 +33,9 @@ from django.utils import timezone
 
 from audit.services import audit_record, audit_record_many
 from cleanroom.accounts.models import Contributor, Organization
-from cleanroom.errors import InsufficientBalance, ValidationFailed
+from cleanroom.errors import Conflict, InsufficientBalance, ValidationFailed
 from payouts.crash import crash_point
-from payouts.ledger import Line, account_get, entry_post
+from payouts.ledger import Line, account_get, accounts_lock, entry_post
 from payouts.membership import ranges_encode, ranges_from_members, ranges_hash, ranges_size
 from payouts.models import Account, Distribution, JournalEntry, PayoutDestination, PoolMembership
 from payouts.money import MICRO, micro_format
@@ -156,13 +163,105 @@ def membership_store(*, ranges: np.ndarray) -> PoolMembership:
     return PoolMembership(pk=existing, hash=digest, **fields)
 
 
+def _currency_of(query: Any) -> str:
+    price = query.dataset.price or {}
+    return str(
+        getattr(query, "currency", "") or price.get("currency") or default_currency()
+    ).upper()
+
+
+def _hold_key(query: Any) -> str:
+    return f"query:{query.pk}:hold"
+
+
+def query_hold(*, query: Any) -> JournalEntry | None:
+    """Hold the query's price: business balance -> ``query_holds`` (idempotent on the query).
+
+    Called in the submission transaction; raises InsufficientBalance (under the business
+    account's row lock, backed by its CHECK) when the balance cannot cover it.
+    """
+    amount = int(query.price or 0)
+    if amount <= 0:
+        return None
+    currency = _currency_of(query)
+    entry, created = entry_post(
+        key=_hold_key(query),
+        kind=JournalEntry.Kind.QUERY_HOLD,
+        memo=f"price of query {query.pk} held",
+        lines=[
+            Line(business_account(organization=query.organization, currency=currency), -amount),
+            Line(account_get(kind=Account.Kind.QUERY_HOLDS, currency=currency), amount),
+        ],
+    )
+    if created:
+        audit_record(
+            action="payouts.query.held",
+            actor=getattr(query, "requester", None),
+            subject=f"query:{query.pk}",
+            dataset=query.dataset.slug,
+            payload={"amount": micro_format(amount), "currency": currency, "entry": entry.pk},
+        )
+    return entry
+
+
+def _held_amount(query: Any) -> int:
+    """What is held for the query and not yet consumed or given back (accounts locked)."""
+    hold = JournalEntry.objects.filter(key=_hold_key(query)).first()
+    if hold is None:
+        return 0
+    done = JournalEntry.objects.filter(
+        key__in=[f"query:{query.pk}:charge", f"{_hold_key(query)}:released"]
+    ).exists()
+    if done:
+        return 0
+    return int(
+        hold.postings.filter(account__kind=Account.Kind.QUERY_HOLDS).values_list(
+            "amount", flat=True
+        )[0]
+    )
+
+
+@transaction.atomic
+def query_hold_release(*, query: Any) -> JournalEntry | None:
+    """Give a held price back to the business (the query never ran); idempotent, and a
+    no-op when nothing is held or the hold was already charged."""
+    currency = _currency_of(query)
+    business = business_account(organization=query.organization, currency=currency)
+    holds = account_get(kind=Account.Kind.QUERY_HOLDS, currency=currency)
+    locked = accounts_lock([business.pk, holds.pk])  # serializes with query_charge
+    amount = _held_amount(query)
+    if amount <= 0:
+        return None
+    entry, created = entry_post(
+        key=f"{_hold_key(query)}:released",
+        kind=JournalEntry.Kind.QUERY_HOLD_RELEASE,
+        memo=f"price of query {query.pk} given back",
+        lines=[Line(holds, -amount), Line(business, amount)],
+        locked=locked,
+    )
+    if created:
+        audit_record(
+            action="payouts.query.hold_released",
+            actor=None,
+            subject=f"query:{query.pk}",
+            dataset=query.dataset.slug,
+            payload={"amount": micro_format(amount), "currency": currency, "entry": entry.pk},
+        )
+    return entry
+
+
 def _pk(value: Any) -> Any:
     return getattr(value, "pk", value)
 
 
 def _charge_accounts(*, organization: Any, currency: str) -> dict[str, Account]:
-    """The four accounts a charge moves, locked in pk order, in one round trip."""
-    system = [Account.Kind.PLATFORM_REVENUE, Account.Kind.POOL_CLEARING, Account.Kind.ROUNDING]
+    """The five accounts a charge may move, locked in pk order, in one round trip."""
+    system = [
+        Account.Kind.PLATFORM_REVENUE,
+        Account.Kind.POOL_CLEARING,
+        Account.Kind.ROUNDING,
+        Account.Kind.QUERY_HOLDS,
+    ]
     for _ in range(2):
         rows = list(
             Account.objects.select_for_update()
@@ -175,7 +274,7 @@ def _charge_accounts(*, organization: Any, currency: str) -> dict[str, Account]:
             .order_by("pk")
         )
         found = {row.kind: row for row in rows}
-        if len(found) == 4:
+        if len(found) == 5:
             return found
         for kind in system:  # first charge in this currency: create what is missing
             account_get(kind=kind, currency=currency)
@@ -204,7 +303,13 @@ def query_charge(*, query: Any, members: Any) -> Distribution:
     share, remainder = divmod(pool_amount, size) if size else (0, pool_amount)
     organization = query.organization
     accounts = _charge_accounts(organization=organization, currency=currency)
-    lines = [Line(accounts[Account.Kind.BUSINESS], -gross)]
+    # Paid from the price held at submission when there is one (then it cannot fail for
+    # lack of balance); from the balance otherwise (queries recorded before holds).
+    held = JournalEntry.objects.filter(key=_hold_key(query)).exists()
+    payer = accounts[Account.Kind.QUERY_HOLDS if held else Account.Kind.BUSINESS]
+    if held and JournalEntry.objects.filter(key=f"{_hold_key(query)}:released").exists():
+        raise Conflict(f"The price of query {query.pk} was given back; it cannot be charged.")
+    lines = [Line(payer, -gross)]
     for kind, amount in (
         (Account.Kind.PLATFORM_REVENUE, fee),
         (Account.Kind.POOL_CLEARING, share * size),

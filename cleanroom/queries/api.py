@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cleanroom.datasets.selectors import dataset_get
-from cleanroom.errors import ValidationFailed
+from cleanroom.errors import NotFound, ValidationFailed
 from cleanroom.permissions import IsBusiness, IsBusinessOrCompliance, IsCompliance
 from cleanroom.queries import selectors, services
 from cleanroom.queries.models import Query, QueryStatus
@@ -243,7 +243,10 @@ class DatasetBudgetApi(APIView):
 
     @extend_schema(responses=dict)
     def get(self, request: Request, slug: str) -> Response:
-        summary = selectors.budget_summary(dataset=dataset_get(slug=slug))
+        dataset = dataset_get(slug=slug)
+        if not selectors.dataset_visible_to(dataset=dataset, user=request.user):
+            raise NotFound(f"No dataset named {slug!r}.")
+        summary = selectors.budget_summary(dataset=dataset)
         if getattr(request.user, "role", None) != "compliance":
             # Businesses see the public totals, not who spent what.
             summary = {

@@ -18,9 +18,33 @@ from django.db.models import Q, QuerySet, Sum
 
 from cleanroom.accounts.models import Contributor, User
 from cleanroom.datasets.models import Dataset
-from cleanroom.errors import NotFound
+from cleanroom.errors import NotFound, QueryRefused
 from cleanroom.queries.membership import ranges_contain
 from cleanroom.queries.models import BudgetCharge, ChargeState, Query, QueryPool, QueryStatus
+from cleanroom.queries.policy import policy_names
+
+
+def dataset_visible_to(*, dataset: Dataset, user: Any) -> bool:
+    """Whether `user` may see `dataset` at all (its budget, previews, submissions, catalog).
+
+    The policy's ``allowed_organizations`` restricts which businesses see a dataset: a
+    business of any other organization must get a 404 as if it did not exist. Compliance
+    sees every dataset; contributors are not restricted by it (they consent to datasets).
+    A malformed list fails closed for businesses.
+    """
+    role = getattr(user, "role", None)
+    if role in ("compliance", "contributor"):
+        return True
+    if role != "business":
+        return False
+    try:
+        allowed = policy_names(dataset.policy or {}, "allowed_organizations")
+    except QueryRefused:
+        return False
+    if allowed is None:
+        return True
+    organization = getattr(getattr(user, "organization", None), "name", None)
+    return organization is not None and organization in allowed
 
 
 def query_visible_to(*, user: Any) -> QuerySet[Query]:

@@ -10,7 +10,16 @@ Invariants (each has tests that try to break it):
    and raises ``spent_epsilon`` in the same transaction; the database's check constraint
    ``spent <= total`` makes overspending impossible even for a bug in this code.
    The cost is the measurement's exact ``map(d_in)`` rounded *up* to 12 decimals.
-3. Every run of a mechanism is charged; nothing else is. The ledger row moves
+3. Every run of a mechanism is charged (budget AND money); nothing else is. The price is
+   held at submission in the reservation's transaction (``payouts.services.query_hold``,
+   under the business account's row lock: an accepted query can always be paid for); it
+   is consumed by the release's ``query_charge``, or, when the release fails after the
+   mechanism ran, by ``_fail`` (contributors bore the privacy loss, so they are paid and
+   the business is charged, consistently with the budget); it is given back with the
+   budget on rejection or a failure before the mechanism ran. Anything unexpected before
+   the mechanism fails the query with that refund (never left ``running``), and
+   ``queries_reap`` (beat) fails runs stuck past the hard time limit and requeues queued
+   queries whose task was lost. The ledger row moves
    ``reserved -> charged`` (a conditional update, committed together with the pool's
    membership) before the mechanism touches the pool; a query rejected, or failing
    before that point (pool too small, dry run failed), is refunded.
@@ -56,9 +65,10 @@ from cleanroom.errors import (
     ValidationFailed,
 )
 from cleanroom.queries import dp
-from cleanroom.queries.membership import ranges_encode
+from cleanroom.queries.membership import ranges_encode, ranges_members
 from cleanroom.queries.models import BudgetCharge, ChargeState, Query, QueryPool, QueryStatus
-from cleanroom.queries.selectors import organization_spent
+from cleanroom.queries.policy import policy_bool, policy_decimal, policy_int, policy_names
+from cleanroom.queries.selectors import dataset_visible_to, organization_spent
 from cleanroom.queries.sql import Plan, compile_sql
 
 logger = logging.getLogger(__name__)
@@ -82,28 +92,21 @@ class Policy:
     raw: dict[str, Any]
 
 
-def _decimal(value: Any, default: str) -> Decimal:
-    try:
-        number = Decimal(str(value if value is not None else default))
-    except InvalidOperation:
-        number = Decimal(default)
-    return number if number.is_finite() else Decimal(default)
-
-
 def policy_of(dataset: Dataset) -> Policy:
-    """The dataset's policy JSON with defaults, as typed values."""
+    """The dataset's policy JSON with defaults, as typed values (QueryRefused if malformed)."""
     raw = dict(dataset.policy or {})
-    cap = raw.get("max_epsilon_per_organization")
-    allowed = raw.get("allowed_organizations")
+    private_keys = policy_bool(raw, "private_keys", False)
+    delta = policy_decimal(raw, "delta", "0.0000001")
     return Policy(
-        max_query_epsilon=_decimal(raw.get("max_query_epsilon"), "1"),
-        min_contributors=int(raw.get("min_contributors", 10) or 0),
-        max_rows_per_contributor=max(1, int(raw.get("max_rows_per_contributor", 1) or 1)),
-        max_contributors=max(1, int(raw.get("max_contributors", DEFAULT_MAX_CONTRIBUTORS))),
-        auto_approve=bool(raw.get("auto_approve", False)),
-        max_epsilon_per_organization=_decimal(cap, "0") if cap not in (None, "") else None,
-        allowed_organizations=tuple(str(o) for o in allowed) if allowed else None,
-        delta=float(_decimal(raw.get("delta"), "0.0000001")) if raw.get("private_keys") else 0.0,
+        max_query_epsilon=policy_decimal(raw, "max_query_epsilon", "1", positive=True)
+        or Decimal(1),
+        min_contributors=policy_int(raw, "min_contributors", 10),
+        max_rows_per_contributor=policy_int(raw, "max_rows_per_contributor", 1, minimum=1),
+        max_contributors=policy_int(raw, "max_contributors", DEFAULT_MAX_CONTRIBUTORS, minimum=1),
+        auto_approve=policy_bool(raw, "auto_approve", False),
+        max_epsilon_per_organization=policy_decimal(raw, "max_epsilon_per_organization", None),
+        allowed_organizations=policy_names(raw, "allowed_organizations"),
+        delta=float(delta or 0) if private_keys else 0.0,
         raw=raw,
     )
 
@@ -143,11 +146,7 @@ def _dataset_for(*, slug: Any, user: Any) -> Dataset:
     if not isinstance(slug, str) or not slug or len(slug) > 100:
         raise NotFound("No such dataset.")
     dataset = dataset_get(slug=slug)
-    policy = policy_of(dataset)
-    organization = getattr(getattr(user, "organization", None), "name", None)
-    if policy.allowed_organizations is not None and organization not in (
-        policy.allowed_organizations
-    ):
+    if not dataset_visible_to(dataset=dataset, user=user):
         # Datasets restricted to other organizations do not exist for this one.
         raise NotFound(f"No dataset named {slug!r}.")
     return dataset
@@ -248,8 +247,9 @@ def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Que
             f"{policy.min_contributors} before it answers queries."
         )
     price = _price(target, cost)
-    from payouts.services import balance_ensure
+    from payouts.services import balance_ensure, query_hold
 
+    # An early, lock-free refusal; the hold below is what guarantees the money.
     balance_ensure(organization=requester.organization, amount=price, currency=_currency(target))
     with transaction.atomic():
         locked = Dataset.objects.select_for_update().get(pk=target.pk)
@@ -282,6 +282,9 @@ def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Que
             if policy.auto_approve
             else "",
         )
+        # The price is held in this transaction, under the business account's row lock:
+        # an accepted query can always be paid for (InsufficientBalance rolls all back).
+        query_hold(query=query)
         BudgetCharge.objects.create(
             query=query,
             dataset=locked,
@@ -398,6 +401,9 @@ def _refund(query: Query, *, actor: Any) -> None:
     )
     if not refunded:
         return
+    from payouts.services import query_hold_release
+
+    query_hold_release(query=query)  # the held price goes back with the budget
     charge = BudgetCharge.objects.get(query=query)
     Dataset.objects.filter(pk=dataset.pk).update(spent_epsilon=F("spent_epsilon") - charge.epsilon)
     dataset.refresh_from_db(fields=["spent_epsilon", "total_epsilon"])
@@ -452,6 +458,10 @@ def _fail(query_id: int, message: str, *, refund: bool) -> None:
         query = Query.objects.select_for_update().select_related("dataset").get(pk=query_id)
         if query.status != QueryStatus.RUNNING:
             return
+        if refund and query.mechanism_ran:
+            # A delivery took the mechanism meanwhile (set under this row's lock): no refund.
+            refund = False
+            message = "The run failed after the mechanism started; the budget stays charged."
         query.status = QueryStatus.FAILED
         query.error = message
         query.progress = 100
@@ -465,6 +475,26 @@ def _fail(query_id: int, message: str, *, refund: bool) -> None:
         )
         if refund:
             _refund(query, actor=None)
+        elif query.mechanism_ran:
+            _charge_ran(query)
+
+
+def _charge_ran(query: Query) -> None:
+    """A run whose mechanism ran but whose release failed is charged like its budget:
+    the business pays the held price and the pool members are paid (they bore the
+    privacy loss). A charge that still fails is logged and left to reconciliation;
+    it never undoes the failure being recorded."""
+    from payouts.services import query_charge
+
+    pool = QueryPool.objects.filter(query_id=query.pk).first()
+    if pool is None:
+        logger.error("query %s: mechanism ran without a recorded pool; not charged", query.pk)
+        return
+    try:
+        with transaction.atomic():
+            query_charge(query=query, members=ranges_members(bytes(pool.ranges)))
+    except Exception:
+        logger.exception("query %s: charging a failed run did not succeed", query.pk)
 
 
 def _seconds_until_stale(query: Query) -> float:
@@ -520,7 +550,6 @@ def query_execute(*, query_id: int) -> float | None:
     Returns None, or the seconds after which the caller should deliver it again (a run
     that took the mechanism may still be alive elsewhere; see ``_claim``).
     """
-    from cleanroom.datasets.pool import pool_snapshot
     from payouts.crash import crash_point
 
     claim = _claim(query_id)
@@ -529,35 +558,22 @@ def query_execute(*, query_id: int) -> float | None:
     if claim is not True:
         return float(claim)
     crash_point("queries.execute.after_claim")
-    query = Query.objects.select_related("dataset", "organization", "requester").get(pk=query_id)
-    dataset = query.dataset
-    policy = policy_of(dataset)
     try:
-        plan = query_compile(dataset=dataset, sql=query.sql)
-        mechanism = _mechanism(plan=plan, policy=policy, epsilon=query.epsilon)
-        if _cost(mechanism) > query.epsilon:
-            raise QueryRefused("The dataset's policy changed: the query now costs more.")
-        dp.mechanism_dry_run(mechanism)
-    except (DomainError, dp.EngineError) as error:
-        _fail(query_id, f"Refused before any noise was drawn: {error}", refund=True)
-        return None
-    _progress(query_id, 25)
-    snapshot = pool_snapshot(dataset=dataset)
-    _progress(query_id, 45)
-    if snapshot.size < policy.min_contributors:
+        prepared = _prepare(query_id)
+    except Exception:
+        # Anything unexpected before the mechanism (a bug, a malformed policy, the pool
+        # unreadable) fails the query with a refund instead of leaving it running with its
+        # budget reserved. The message says nothing about the data; the log has the trace.
+        logger.exception("query %s: failed before the mechanism ran", query_id)
         _fail(
             query_id,
-            f"The pool has fewer than {policy.min_contributors} contributors; nothing was run.",
+            "The query could not be prepared; nothing was run and the budget was given back.",
             refund=True,
         )
         return None
-    if snapshot.size > policy.max_contributors:
-        _fail(
-            query_id,
-            "The pool is larger than the policy's max_contributors bound; nothing was run.",
-            refund=True,
-        )
+    if prepared is None:
         return None
+    dataset, mechanism, snapshot = prepared
     with transaction.atomic():
         charged = BudgetCharge.objects.filter(query_id=query_id, state=ChargeState.RESERVED).update(
             state=ChargeState.CHARGED, updated_at=timezone.now()
@@ -583,7 +599,7 @@ def query_execute(*, query_id: int) -> float | None:
         logger.exception("query %s: mechanism failed after charging", query_id)
         _fail(
             query_id,
-            "The mechanism failed while running; the budget stays charged.",
+            "The mechanism failed while running; the budget and the price stay charged.",
             refund=False,
         )
         return None
@@ -601,12 +617,58 @@ def query_execute(*, query_id: int) -> float | None:
     }
     try:
         _release(query_id, result, snapshot.members)
-    except DomainError as error:
-        logger.warning("query %s: charging the business failed: %s", query_id, error)
-        _fail(query_id, f"The release could not be paid for: {error}", refund=False)
+    except Exception:
+        # Cannot be for lack of money (the price was held at submission). The run is
+        # charged like its budget: _fail pays the contributors from the hold.
+        logger.exception("query %s: recording the release failed", query_id)
+        _fail(
+            query_id,
+            "The release could not be recorded after the mechanism ran; the budget and the "
+            "price stay charged.",
+            refund=False,
+        )
         return None
     crash_point("queries.execute.after_release")
     return None
+
+
+def _prepare(query_id: int) -> tuple[Dataset, dp.Mechanism, Any] | None:
+    """Everything before the mechanism: recompile, recalibrate, dry-run, snapshot the pool.
+
+    Returns None after failing the query (with a refund) for an expected refusal.
+    """
+    from cleanroom.datasets.pool import pool_snapshot
+
+    query = Query.objects.select_related("dataset", "organization", "requester").get(pk=query_id)
+    dataset = query.dataset
+    try:
+        policy = policy_of(dataset)
+        plan = query_compile(dataset=dataset, sql=query.sql)
+        mechanism = _mechanism(plan=plan, policy=policy, epsilon=query.epsilon)
+        if _cost(mechanism) > query.epsilon:
+            raise QueryRefused("The dataset's policy changed: the query now costs more.")
+        dp.mechanism_dry_run(mechanism)
+    except (DomainError, dp.EngineError) as error:
+        _fail(query_id, f"Refused before any noise was drawn: {error}", refund=True)
+        return None
+    _progress(query_id, 25)
+    snapshot = pool_snapshot(dataset=dataset)
+    _progress(query_id, 45)
+    if snapshot.size < policy.min_contributors:
+        _fail(
+            query_id,
+            f"The pool has fewer than {policy.min_contributors} contributors; nothing was run.",
+            refund=True,
+        )
+        return None
+    if snapshot.size > policy.max_contributors:
+        _fail(
+            query_id,
+            "The pool is larger than the policy's max_contributors bound; nothing was run.",
+            refund=True,
+        )
+        return None
+    return dataset, mechanism, snapshot
 
 
 def _release(query_id: int, result: dict[str, Any], members: Any) -> None:
@@ -641,3 +703,52 @@ def _release(query_id: int, result: dict[str, Any], members: Any) -> None:
 
 def requester_of(query: Query) -> User:
     return query.requester
+
+
+def queries_reap(*, now: Any = None) -> dict[str, int]:
+    """Periodic repair of runs whose worker or task was lost (idempotent; beat runs it).
+
+    - ``running`` past the hard time limit with the mechanism NOT taken (budget still
+      ``reserved``): nothing ran, so failed with a refund of budget and held price;
+      with the mechanism taken: failed, still charged (like ``_claim`` does).
+    - ``queued`` untouched for longer than the hard time limit: its task was lost (a
+      broker flush, a crash before publishing); queued again. Delivering it twice is
+      harmless: the worker claims it with a conditional update.
+    """
+    now = now or timezone.now()
+    limit = timedelta(seconds=int(getattr(settings, "CELERY_TASK_TIME_LIMIT", 600)))
+    failed = requeued = 0
+    stuck = Query.objects.filter(status=QueryStatus.RUNNING, started_at__lt=now - limit)
+    for query_id, state in stuck.values_list("pk", "budget_charge__state"):
+        if state == ChargeState.CHARGED:
+            _fail(
+                query_id,
+                "The worker was lost after the mechanism started; the budget stays charged.",
+                refund=False,
+            )
+        else:
+            _fail(
+                query_id,
+                "The worker was lost before the mechanism ran; the budget was given back.",
+                refund=True,
+            )
+        failed += 1
+    lost = Query.objects.filter(status=QueryStatus.QUEUED, updated_at__lt=now - limit)
+    for query_id in lost.values_list("pk", flat=True):
+        with transaction.atomic():
+            touched = Query.objects.filter(
+                pk=query_id, status=QueryStatus.QUEUED, updated_at__lt=now - limit
+            ).update(updated_at=timezone.now())
+            if not touched:
+                continue
+            slug = Query.objects.filter(pk=query_id).values_list("dataset__slug", flat=True)[0]
+            audit_record(
+                action="cleanroom.query.queued",
+                actor=None,
+                subject=f"query:{query_id}",
+                dataset=slug,
+                payload={"requeued": True},
+            )
+            _enqueue(query_id)
+            requeued += 1
+    return {"failed": failed, "requeued": requeued}

@@ -36,6 +36,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from cleanroom.errors import QueryRefused
+from cleanroom.queries.policy import policy_bool, policy_int, policy_names
 
 IDENTIFIER_COLUMN = "contributor_id"
 MAX_SQL_LENGTH = 10_000
@@ -236,14 +237,15 @@ class _Compiler:
         self.schema = {spec.name: spec for spec in schema}
         self.schema_order = schema
         self.policy = policy
-        allowed = policy.get("allowed_columns")
+        allowed = policy_names(policy, "allowed_columns")
         self.allowed_columns: set[str] | None = set(allowed) if allowed else None
-        aggregates = policy.get("allowed_aggregates")
+        aggregates = policy_names(policy, "allowed_aggregates")
         self.allowed_aggregates: set[str] | None = (
             {str(a).lower() for a in aggregates} if aggregates else None
         )
-        self.max_bins = int(policy.get("max_histogram_bins", DEFAULT_MAX_BINS))
-        self.max_groups = int(policy.get("max_groups", DEFAULT_MAX_GROUPS))
+        self.max_bins = policy_int(policy, "max_histogram_bins", DEFAULT_MAX_BINS, minimum=1)
+        self.max_groups = policy_int(policy, "max_groups", DEFAULT_MAX_GROUPS, minimum=1)
+        self.private_keys = policy_bool(policy, "private_keys", False)
 
     # -- columns -------------------------------------------------------------------------
     def column(self, node: exp.Expression) -> ColumnSpec:
@@ -433,7 +435,7 @@ class _Compiler:
                 labels: tuple[Any, ...] = (False, True)
             elif spec.type == "string" and spec.categories:
                 labels = tuple(spec.categories)
-            elif spec.type in ("string", "integer") and self.policy.get("private_keys") is True:
+            elif spec.type in ("string", "integer") and self.private_keys:
                 # The policy allows keys found in the data, released with a threshold (delta).
                 return GroupKey(alias=alias or spec.name, column=spec.name, labels=(), private=True)
             else:

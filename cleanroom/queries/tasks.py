@@ -1,13 +1,32 @@
-"""Celery tasks of queries: a few lines around the idempotent ``query_execute`` service."""
+"""Celery tasks of queries: a few lines around the idempotent services.
+
+Also: when a worker (process) starts, the decrypted pool scratch files left in /dev/shm
+by a worker killed mid-run are swept (``dp.scratch_sweep``) instead of waiting for the
+next query.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_process_init, worker_ready
 from django.db import InterfaceError, OperationalError
 
-from cleanroom.queries.services import query_execute
+from cleanroom.queries.services import queries_reap, query_execute
+
+logger = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+@worker_ready.connect
+def scratch_sweep_at_start(**_: Any) -> None:
+    from cleanroom.queries import dp
+
+    removed = dp.scratch_sweep()
+    if removed:
+        logger.warning("removed %s pool scratch files of dead workers", removed)
 
 
 @shared_task(
@@ -24,3 +43,9 @@ def query_execute_task(self: Any, query_id: int) -> None:
     if look_again is not None:
         # A run that took the mechanism may still be alive: check once it cannot be.
         raise self.retry(countdown=max(1.0, look_again) + 1, max_retries=None)
+
+
+@shared_task(name="cleanroom.queries.reap", acks_late=True)
+def queries_reap_task() -> dict[str, int]:
+    """Fail runs stuck past the hard time limit; requeue queued queries whose task was lost."""
+    return queries_reap()

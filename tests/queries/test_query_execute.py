@@ -131,9 +131,17 @@ def test_failure_after_the_mechanism_keeps_the_charge(
     query_execute(query_id=pk)
     query = Query.objects.get(pk=pk)
     assert query.status == "failed"
-    assert query.error == "The mechanism failed while running; the budget stays charged."
+    assert query.error == (
+        "The mechanism failed while running; the budget and the price stay charged."
+    )
     assert query.result is None
     assert BudgetCharge.objects.get(query=query).state == "charged"
+    # The contributors bore the privacy loss: the held price paid them, exactly once.
+    from payouts.models import Distribution
+
+    distribution = Distribution.objects.get(query_id=pk)
+    assert distribution.gross == query.price
+    assert distribution.pool_size == QueryPool.objects.get(query_id=pk).size
     households.refresh_from_db()
     assert households.spent_epsilon == Decimal("0.5")
     failed = AuditEvent.objects.get(subject=f"query:{pk}", action="cleanroom.query.failed")

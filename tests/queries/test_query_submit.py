@@ -39,6 +39,7 @@ def test_submission_is_accepted_and_reserves_its_exact_cost(
         AuditEvent.objects.filter(subject=f"query:{query.pk}").values_list("action", flat=True)
     )
     assert actions == [
+        "payouts.query.held",
         "cleanroom.query.submitted",
         "cleanroom.budget.charged",
         "cleanroom.query.approved",
@@ -141,12 +142,12 @@ def test_per_organization_cap(pool_dataset: Any, business_user: Any, api: Any) -
     assert budget_state(dataset) == before
 
 
-def test_insufficient_balance_is_402_and_nothing_spent(
+def test_insufficient_balance_is_400_and_nothing_spent(
     households: Any, other_business_user: Any, api: Any
 ) -> None:
     before = budget_state(households)
     response = submit(api, other_business_user)
-    assert response.status_code == 402
+    assert response.status_code == 400
     assert "top up" in response.json()["detail"]
     assert budget_state(households) == before
 

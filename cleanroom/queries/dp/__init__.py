@@ -10,6 +10,7 @@ from cleanroom.queries.dp.engine import (
     mechanism_build,
     mechanism_dry_run,
     mechanism_release,
+    scratch_sweep,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "mechanism_build",
     "mechanism_dry_run",
     "mechanism_release",
+    "scratch_sweep",
 ]

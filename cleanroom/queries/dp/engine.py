@@ -31,7 +31,11 @@ OpenDP 0.16.0 traps guarded here (tests in tests/queries/test_dp_traps.py):
   ``"first"`` (rows arrive in upload order, which is data-independent of the query).
 - An in-memory ``DataFrame`` inside the LazyFrame is copied when the plan is handed to
   OpenDP (~0.5 s per million rows): the engine turns it into an IPC scan over a
-  RAM-backed file first (tmpfs, 0600, unlinked right after the run).
+  RAM-backed file first (tmpfs, 0600, unlinked right after the run). These files hold
+  decrypted pool data: named ``cleanroom-pool-<pid>-<start time>-<random token>-*``, they
+  are swept by ``scratch_sweep`` when a worker process starts (celery signals in
+  ``cleanroom.queries.tasks``) and before each run, unless the exact process that wrote
+  them (same pid AND same start time) is still alive: a reused pid protects nothing.
 - OpenDP charges at ``release()``, before ``collect()`` can fail: ``mechanism_dry_run``
   runs the exact measurement on an empty frame of the same schema first.
 """
@@ -41,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -450,35 +455,67 @@ def mechanism_dry_run(mechanism: Mechanism) -> None:
 
 
 SHM_PREFIX = "cleanroom-pool-"
+# A random token per process, in every scratch file's name with the pid and the process's
+# start time: a file is protected only while the very process that wrote it is alive, so
+# a pid reused after a SIGKILL (another worker, or anything else) does not keep it.
+_PROCESS_TOKEN = secrets.token_hex(8)
 
 
-def _sweep_orphans() -> None:
-    """Remove pool files left by a worker that was killed mid-run (its pid is gone)."""
+def _start_time(pid: int) -> str | None:
+    """The process's start time since boot (field 22 of /proc/<pid>/stat), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ")".
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _scratch_prefix() -> str:
+    pid = os.getpid()
+    return f"{SHM_PREFIX}{pid}-{_start_time(pid) or 0}-{_PROCESS_TOKEN}-"
+
+
+def _owner_alive(name: str) -> bool:
+    """Whether the process that wrote this scratch file is the one running under its pid."""
+    parts = name[len(SHM_PREFIX) :].split("-")
+    if len(parts) < 4 or not parts[0].isdigit():
+        return False  # an old-style or foreign name: nobody can prove it is in use
+    pid, started, token = int(parts[0]), parts[1], parts[2]
+    if pid == os.getpid():
+        return token == _PROCESS_TOKEN
+    current = _start_time(pid)
+    return current is not None and current == started
+
+
+def scratch_sweep() -> int:
+    """Remove the decrypted pool files of processes that are gone (killed mid-run).
+
+    Called when a worker (process) starts and before each run; returns how many were removed.
+    """
     try:
         names = os.listdir(SHM_DIR)
     except OSError:
-        return
+        return 0
+    removed = 0
     for name in names:
-        if not name.startswith(SHM_PREFIX):
+        if not name.startswith(SHM_PREFIX) or _owner_alive(name):
             continue
-        owner = name[len(SHM_PREFIX) :].split("-", 1)[0]
-        if not owner.isdigit() or int(owner) == os.getpid():
-            continue
-        try:
-            os.kill(int(owner), 0)
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(SHM_DIR, name))
-        except PermissionError:
-            continue
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(SHM_DIR, name))
+            removed += 1
+    return removed
 
 
 def _as_scan(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, str | None]:
     """An in-memory frame as an IPC scan over a RAM-backed file, so OpenDP does not copy it.
 
     The file lives in /dev/shm (tmpfs: memory, never disk), is created 0600 by mkstemp and
-    unlinked as soon as the mechanism has run; files of a worker killed mid-run (their
-    name carries the pid) are swept by the next run. Polars canonicalizes scan paths, so an
+    unlinked as soon as the mechanism has run (its lifetime is the run, nothing longer);
+    files of a worker killed mid-run (their name carries pid, start time and a per-process
+    random token) are swept when a worker starts and before every run. Polars canonicalizes scan paths, so an
     anonymous ``memfd`` cannot be used. Without /dev/shm the frame is used as it is.
     """
     if not os.path.isdir(SHM_DIR) or not os.access(SHM_DIR, os.W_OK):
@@ -489,8 +526,8 @@ def _as_scan(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, str | None]:
         return frame, None
     if not plan_text.lstrip().startswith("DF ["):
         return frame, None
-    _sweep_orphans()
-    fd, path = tempfile.mkstemp(prefix=f"{SHM_PREFIX}{os.getpid()}-", suffix=".arrow", dir=SHM_DIR)
+    scratch_sweep()
+    fd, path = tempfile.mkstemp(prefix=_scratch_prefix(), suffix=".arrow", dir=SHM_DIR)
     try:
         with os.fdopen(fd, "wb") as handle:
             frame.collect().write_ipc(handle, compression="uncompressed")
@@ -585,7 +622,8 @@ def _value(
         if raw is None or len_half is None:
             return None, None
         # Post-processing: a count is never negative; the interval stays honest.
-        return int(max(raw, 0)), [max(raw - len_half, 0.0), raw + len_half]
+        # Both ends clamped: a negative noisy count must not give an inverted [0, -5.5].
+        return int(max(raw, 0)), [max(raw - len_half, 0.0), max(raw + len_half, 0.0)]
     if aggregate.kind == "sum":
         name = f"__sum_{aggregate.column}"
         raw = _number(record[name])
