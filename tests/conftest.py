@@ -185,3 +185,63 @@ def worker(celery_worker_process: WorkerProcess, transactional_db: Any) -> Worke
     if celery_worker_process.process is None or celery_worker_process.process.poll() is not None:
         celery_worker_process.start()
     return celery_worker_process
+
+
+# ---------------------------------------------------------------- committed data and the worker
+
+
+def wait_for(condition: Any, *, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll the database until `condition()` is true (the worker runs in another process)."""
+    import time
+
+    from django.db import close_old_connections
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        close_old_connections()
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _worker_busy() -> bool:
+    """True while the session's worker has queued, reserved or running tasks."""
+    from cleanroom.celery import app
+
+    inspect = app.control.inspect(timeout=0.5)
+    for report in (inspect.active() or {}, inspect.reserved() or {}):
+        if any(report.values()):
+            return True
+    with app.connection_for_read() as connection:
+        try:
+            queued = connection.default_channel.queue_declare(
+                queue=app.conf.task_default_queue, passive=True
+            ).message_count
+        except Exception:  # the broker has no such queue yet: nothing is waiting
+            queued = 0
+    return bool(queued)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_worker_before_flush(request: Any) -> Any:
+    """Let the real worker finish the jobs a committed-data test queued before the flush.
+
+    Jobs queued on commit (compaction, erasure, audit checkpoints) would otherwise run
+    while the test database is truncated, and the two deadlock.
+    """
+    committed = {"transactional_db", "live_server", "worker"} & set(request.fixturenames)
+    if committed:
+        request.getfixturevalue("transactional_db")
+    yield
+    if not committed:
+        return
+    import time
+
+    from cleanroom.celery import app
+
+    if not app.control.ping(timeout=0.3):
+        return  # no worker in this session: the queued jobs wait in the broker
+    deadline = time.monotonic() + 30
+    while _worker_busy() and time.monotonic() < deadline:
+        time.sleep(0.2)

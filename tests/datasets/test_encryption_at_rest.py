@@ -15,7 +15,8 @@ from django.db import connection
 from cleanroom.datasets.models import Contribution, PoolSegment
 from cleanroom.datasets.services import consent_give, dataset_create
 from cleanroom.datasets.tasks import pools_compact_task
-from tests.datasets.conftest import HOUSEHOLDS_POLICY, HOUSEHOLDS_PRICE, wait_for
+from tests.conftest import wait_for
+from tests.datasets.conftest import HOUSEHOLDS_POLICY, HOUSEHOLDS_PRICE
 
 # Values nobody else would store: any copy of them, plain or hex-encoded, is a leak.
 TEXT_MARKER = "zq-plaintext-marker-5307"

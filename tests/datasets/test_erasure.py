@@ -19,7 +19,8 @@ from cleanroom.datasets.models import (
 from cleanroom.datasets.pool import pool_snapshot
 from cleanroom.datasets.services import contributor_erase_run
 from cleanroom.datasets.tasks import pools_compact_task
-from tests.datasets.conftest import record, wait_for
+from tests.conftest import wait_for
+from tests.datasets.conftest import record
 
 UPLOAD = "/api/v1/datasets/households/contributions/"
 

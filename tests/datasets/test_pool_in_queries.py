@@ -7,7 +7,8 @@ from typing import Any
 
 from cleanroom.datasets.services import consent_withdraw
 from cleanroom.queries.models import Query
-from tests.datasets.conftest import record, wait_for
+from tests.conftest import wait_for
+from tests.datasets.conftest import record
 
 
 def test_next_query_after_withdrawal_leaves_them_out(
