@@ -85,7 +85,7 @@ def dataset_create(
     if not name.strip() or not purpose.strip():
         raise ValidationFailed("name and purpose are required.")
     clean_schema = validation.schema_clean(schema)
-    clean_policy = validation.policy_clean(policy)
+    clean_policy = validation.policy_clean(policy, schema=clean_schema)
     clean_price = validation.price_clean(price)
     _check_retention(retention_days)
     if Dataset.objects.filter(slug=slug).exists():
@@ -150,8 +150,11 @@ def dataset_update(*, actor: User, dataset: Dataset, changes: dict[str, Any]) ->
                     "dataset (a new version) with the new schema instead."
                 )
             updates["schema"] = schema
-    if "policy" in changes:
-        policy = validation.policy_clean(changes["policy"])
+    if "policy" in changes or "schema" in updates:
+        # The policy names schema columns: check it against the schema it will apply to.
+        policy = validation.policy_clean(
+            changes.get("policy", dataset.policy), schema=updates.get("schema", dataset.schema)
+        )
         total = Decimal(policy["total_epsilon"])
         if total < dataset.spent_epsilon:
             raise Conflict(

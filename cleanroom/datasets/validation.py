@@ -133,18 +133,96 @@ def _decimal_string(value: Decimal) -> str:
     return text if "." not in text else text.rstrip("0").rstrip(".") or "0"
 
 
-def policy_clean(policy: Any) -> dict[str, Any]:
-    """Check a policy; epsilons become decimal strings, extra keys are kept."""
+# Optional policy keys and what reads them (cleanroom/queries/policy.py, sql.py, services.py).
+POLICY_REQUIRED = (
+    "total_epsilon",
+    "max_query_epsilon",
+    "min_contributors",
+    "max_rows_per_contributor",
+    "auto_approve",
+)
+POLICY_COUNTS = ("max_groups", "max_histogram_bins", "max_contributors")
+POLICY_OPTIONAL = (
+    *POLICY_COUNTS,
+    "delta",
+    "max_epsilon_per_organization",
+    "allowed_organizations",
+    "allowed_columns",
+    "allowed_aggregates",
+    "private_keys",
+)
+# The aggregate names the SQL compiler checks against ``allowed_aggregates``
+# (``quantile`` also allows MEDIAN); ``histogram`` names WIDTH_BUCKET group keys.
+POLICY_AGGREGATES = ("count", "sum", "avg", "median", "quantile", "histogram")
+MAX_DELTA = Decimal("0.001")
+MAX_COUNT = 10**9
+
+
+def _policy_error(key: str, message: str) -> dict[str, Any]:
+    return {"field": f"policy.{key}", "message": message}
+
+
+def _name_list(value: Any, key: str, choices: Any, what: str) -> tuple[list[Any], str | None]:
+    """(names, None) or ([], message): a non-empty list of distinct names among `choices`."""
+    if not isinstance(value, list) or not value:
+        return [], f"must be a non-empty list of {what} (omit it to allow all)"
+    if not all(isinstance(v, str) and v for v in value):
+        return [], f"must list {what} as strings"
+    if len(set(value)) != len(value):
+        return [], "must not repeat a name"
+    unknown = [v for v in value if v not in choices]
+    if unknown:
+        return [], f"names unknown {what}: {', '.join(sorted(unknown))}"
+    return list(value), None
+
+
+def _organizations(value: Any) -> tuple[list[str], str | None]:
+    """Existing organizations by name or id, as names (the query side matches names)."""
+    from cleanroom.accounts.models import Organization
+
+    what = "organization names or ids"
+    if not isinstance(value, list) or not value:
+        return [], f"must be a non-empty list of {what} (omit it to allow every organization)"
+    ids = [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
+    names = [v for v in value if isinstance(v, str) and v]
+    if len(ids) + len(names) != len(value):
+        return [], f"must list {what}"
+    by_id = dict(Organization.objects.filter(pk__in=ids).values_list("pk", "name"))
+    known = set(Organization.objects.filter(name__in=names).values_list("name", flat=True))
+    unknown = [str(v) for v in ids if v not in by_id] + [v for v in names if v not in known]
+    if unknown:
+        return [], f"names unknown organizations: {', '.join(sorted(unknown))}"
+    out = [by_id[v] if isinstance(v, int) else v for v in value]
+    if len(set(out)) != len(out):
+        return [], "must not name an organization twice"
+    return out, None
+
+
+def _positive_decimal(value: Any, *, places: int) -> tuple[Decimal | None, str | None]:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None, "must be a number"
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None, "must be a number"
+    if not number.is_finite() or number <= 0:
+        return None, "must be a finite number greater than 0"
+    if number.as_tuple().exponent < -places:  # type: ignore[operator]
+        return None, f"has at most {places} decimal places"
+    return number, None
+
+
+def policy_clean(policy: Any, *, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check a policy against the dataset's (clean) schema and return its canonical form.
+
+    Every key is known and checked: a value the query side cannot use must be refused
+    here (400) rather than break every later query. Epsilons and delta become decimal
+    strings, organizations become names. Problems of optional and unknown keys are listed
+    per key in ``errors`` (``{"field": "policy.<key>", "message"}``).
+    """
     if not isinstance(policy, dict):
         raise ValidationFailed("policy must be an object.")
-    required = (
-        "total_epsilon",
-        "max_query_epsilon",
-        "min_contributors",
-        "max_rows_per_contributor",
-        "auto_approve",
-    )
-    missing = [key for key in required if key not in policy]
+    missing = [key for key in POLICY_REQUIRED if key not in policy]
     if missing:
         raise ValidationFailed(f"policy is missing {', '.join(missing)}.")
     total = _number(policy["total_epsilon"], "policy.total_epsilon")
@@ -157,15 +235,67 @@ def policy_clean(policy: Any) -> dict[str, Any]:
         raise ValidationFailed("policy.total_epsilon is too large.")
     if total.as_tuple().exponent < -12 or per_query.as_tuple().exponent < -12:  # type: ignore[operator]
         raise ValidationFailed("policy epsilons have at most 12 decimal places.")
-    clean = dict(policy)
     for key in ("min_contributors", "max_rows_per_contributor"):
         value = policy[key]
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**9:
             raise ValidationFailed(f"policy.{key} must be a whole number of at least 1.")
     if not isinstance(policy["auto_approve"], bool):
         raise ValidationFailed("policy.auto_approve must be true or false.")
+    clean: dict[str, Any] = {key: policy[key] for key in POLICY_REQUIRED}
     clean["total_epsilon"] = _decimal_string(total)
     clean["max_query_epsilon"] = _decimal_string(per_query)
+
+    errors: list[dict[str, Any]] = []
+    unknown = sorted(set(policy) - set(POLICY_REQUIRED) - set(POLICY_OPTIONAL))
+    for key in unknown:
+        errors.append(_policy_error(key, "is not a policy field"))
+    columns = {c["name"]: c["type"] for c in (schema or {"columns": []})["columns"]}
+    for key in POLICY_OPTIONAL:
+        if key not in policy:
+            continue
+        value = policy[key]
+        problem: str | None = None
+        if key in POLICY_COUNTS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                problem = "must be a whole number"
+            elif not 1 <= value <= MAX_COUNT:
+                problem = f"must be from 1 to {MAX_COUNT}"
+            else:
+                clean[key] = value
+        elif key == "delta":
+            number, problem = _positive_decimal(value, places=20)
+            if number is not None and number > MAX_DELTA:
+                problem = f"must be greater than 0 and at most {MAX_DELTA}"
+            elif number is not None:
+                clean[key] = _decimal_string(number)
+        elif key == "max_epsilon_per_organization":
+            number, problem = _positive_decimal(value, places=12)
+            if number is not None and number > total:
+                problem = "cannot exceed policy.total_epsilon"
+            elif number is not None:
+                clean[key] = _decimal_string(number)
+        elif key == "allowed_organizations":
+            clean[key], problem = _organizations(value)
+        elif key == "allowed_columns":
+            clean[key], problem = _name_list(value, key, columns, "schema columns")
+        elif key == "allowed_aggregates":
+            clean[key], problem = _name_list(value, key, POLICY_AGGREGATES, "aggregates")
+        elif key == "private_keys":
+            # A flag read by the query compiler: string and integer columns without public
+            # categories may be group keys, released under a threshold with ``delta``.
+            if not isinstance(value, bool):
+                problem = "must be true or false"
+            else:
+                clean[key] = value
+        if problem is not None:
+            errors.append(_policy_error(key, problem))
+            clean.pop(key, None)
+    if errors:
+        fields = ", ".join(e["field"] for e in errors)
+        detail = f"The policy has unknown or invalid field(s): {fields}."
+        if unknown:
+            detail += f" Unknown: {', '.join(unknown)}; known: {', '.join(POLICY_OPTIONAL)}."
+        raise ValidationFailed(detail, errors=errors)
     return clean
 
 
