@@ -13,7 +13,7 @@ from tests.datasets.conftest import HOUSEHOLDS_POLICY, households_payload
 URL = "/api/v1/datasets/households/"
 
 
-def _dataset_state() -> list[dict[str, Any]]:
+def _dataset_state() -> list[Any]:
     return list(Dataset.objects.order_by("pk").values())
 
 
