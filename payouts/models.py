@@ -26,6 +26,7 @@ from django.db.models import F, Q
 
 from cleanroom.accounts.models import Contributor, Organization
 from cleanroom.datasets.models import Dataset
+from payouts.fields import EncryptedTextField
 
 
 class Account(models.Model):
@@ -237,8 +238,9 @@ class PayoutDestination(models.Model):
         Contributor, on_delete=models.PROTECT, related_name="payout_destination"
     )
     provider = models.CharField(max_length=40, default="fake_bank")
-    holder_name = models.CharField(max_length=140)
-    iban = models.CharField(max_length=34)
+    # Encrypted at rest (payouts.fields): plain str on the model, ciphertext in the database.
+    holder_name = EncryptedTextField()
+    iban = EncryptedTextField()
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -258,8 +260,8 @@ class Payout(models.Model):
     currency = models.CharField(max_length=3)
     provider = models.CharField(max_length=40)
     # The destination as it was when the payout was made: a retry sends the same request.
-    holder_name = models.CharField(max_length=140)
-    iban = models.CharField(max_length=34)
+    holder_name = EncryptedTextField()
+    iban = EncryptedTextField()
     idempotency_key = models.CharField(max_length=120, unique=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     provider_reference = models.CharField(max_length=120, blank=True)
@@ -311,7 +313,7 @@ class FakeBankTransfer(models.Model):
     request_hash = models.CharField(max_length=64)
     amount = models.BigIntegerField()
     currency = models.CharField(max_length=3)
-    iban = models.CharField(max_length=34)
+    iban = EncryptedTextField()
     status = models.CharField(max_length=20)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -10,6 +10,7 @@ import numpy as np
 from django.db.models import Q, QuerySet, Sum
 
 from cleanroom.accounts.models import Contributor, Organization
+from payouts.fields import mask_iban
 from payouts.membership import ranges_contains, ranges_decode
 from payouts.models import (
     Account,
@@ -167,7 +168,7 @@ def destination_view(*, contributor: Contributor) -> dict[str, Any] | None:
         "provider": destination.provider,
         "holder_name": destination.holder_name,
         # The full number is never shown back: enough to recognise it.
-        "iban": f"{destination.iban[:4]} **** {destination.iban[-4:]}",
+        "iban": mask_iban(destination.iban),
         "updated_at": destination.updated_at.isoformat(),
     }
 
