@@ -88,7 +88,10 @@ class DatasetListApi(APIView):
     def get(self, request: Request) -> Response:
         return Response(
             DatasetOutput(
-                [dataset_output(d, viewer=request.user) for d in selectors.dataset_list()],
+                [
+                    dataset_output(d, viewer=request.user)
+                    for d in selectors.dataset_list_visible(user=request.user)
+                ],
                 many=True,
             ).data
         )
@@ -117,7 +120,7 @@ class DatasetDetailApi(APIView):
 
     @extend_schema(responses=DatasetOutput)
     def get(self, request: Request, slug: str) -> Response:
-        dataset = selectors.dataset_get(slug=slug)
+        dataset = selectors.dataset_get_visible(slug=slug, user=request.user)
         return Response(DatasetOutput(dataset_output(dataset, viewer=request.user)).data)
 
     @extend_schema(request=InputSerializer, responses=DatasetOutput)

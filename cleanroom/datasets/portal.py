@@ -92,14 +92,16 @@ ALL_ROLES = ("business", "compliance", "contributor")
 @roles(*ALL_ROLES)
 @require_GET
 def catalog(request: HttpRequest) -> HttpResponse:
-    cards = [_card(dataset, request) for dataset in selectors.dataset_list()]
+    cards = [
+        _card(dataset, request) for dataset in selectors.dataset_list_visible(user=request.user)
+    ]
     return render(request, "datasets/catalog.html", {"cards": cards})
 
 
 @roles(*ALL_ROLES)
 @require_GET
 def detail(request: HttpRequest, slug: str) -> HttpResponse:
-    dataset = selectors.dataset_get(slug=slug)
+    dataset = selectors.dataset_get_visible(slug=slug, user=request.user)
     context: dict[str, Any] = {"card": _card(dataset, request), "errors": []}
     if getattr(request.user, "role", None) == "contributor":
         contributor = _contributor(request)

@@ -15,7 +15,7 @@ from cleanroom.accounts.models import Contributor
 from cleanroom.datasets import storage
 from cleanroom.datasets.models import Consent, Contribution, ContributorKey, Dataset, Erasure
 from cleanroom.errors import NotFound
-from cleanroom.queries.selectors import privacy_loss_for, queries_touching
+from cleanroom.queries.selectors import dataset_visible_to, privacy_loss_for, queries_touching
 from payouts.selectors import contributor_earnings, contributor_earnings_detail
 
 
@@ -29,6 +29,24 @@ def dataset_get(*, slug: str) -> Dataset:
 
 def dataset_list() -> QuerySet[Dataset]:
     return Dataset.objects.order_by("slug")
+
+
+# The policy's ``allowed_organizations`` hides a dataset from businesses of any other
+# organization; the rule lives in one place, ``cleanroom.queries.selectors.dataset_visible_to``
+# (queries answer 404 for the same datasets), and the catalog follows it.
+
+
+def dataset_get_visible(*, slug: str, user: Any) -> Dataset:
+    """The dataset if `user` may see it, else NotFound (404), as if it did not exist."""
+    dataset = dataset_get(slug=slug)
+    if not dataset_visible_to(dataset=dataset, user=user):
+        raise NotFound(f"No dataset named {slug!r}.")
+    return dataset
+
+
+def dataset_list_visible(*, user: Any) -> list[Dataset]:
+    """The catalog as `user` sees it (businesses: only datasets open to their organization)."""
+    return [d for d in dataset_list() if dataset_visible_to(dataset=d, user=user)]
 
 
 def pool_members_queryset(*, dataset: Dataset) -> QuerySet[Consent]:
