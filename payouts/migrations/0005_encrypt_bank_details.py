@@ -42,6 +42,13 @@ def decrypt_rows(apps: Any, schema_editor: Any) -> None:
             model.objects.filter(pk=pk).update(**{field: plain})
 
 
+def constraints_immediate(apps: Any, schema_editor: Any) -> None:
+    """Fire the deferred foreign-key checks of the updates now: PostgreSQL refuses to
+    ALTER a table with pending trigger events in the same transaction."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
 class Migration(migrations.Migration):
     dependencies = [("payouts", "0004_query_holds")]
 
@@ -54,7 +61,18 @@ class Migration(migrations.Migration):
             )
             for model_name, field, _ in FIELDS
         ],
+        # Nullable while both exist, so the reverse can re-add the column before filling it.
+        *[
+            migrations.AlterField(
+                model_name=model_name,
+                name=field,
+                field=models.CharField(max_length=length, null=True),
+            )
+            for model_name, field, length in FIELDS
+        ],
+        migrations.RunPython(constraints_immediate, constraints_immediate),
         migrations.RunPython(encrypt_rows, decrypt_rows),
+        migrations.RunPython(constraints_immediate, constraints_immediate),
         *[
             migrations.RemoveField(model_name=model_name, name=field)
             for model_name, field, _ in FIELDS
