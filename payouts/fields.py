@@ -48,6 +48,10 @@ def mask_iban(iban: str) -> str:
 class EncryptedTextField(models.BinaryField):
     """A short text (an IBAN, a name) stored encrypted; reads and writes plain ``str``."""
 
+    # What the model attribute holds, for django-stubs (the column holds bytes).
+    _pyi_private_set_type: str
+    _pyi_private_get_type: str  # type: ignore[assignment]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("editable", False)
         super().__init__(*args, **kwargs)
