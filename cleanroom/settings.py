@@ -207,6 +207,11 @@ CELERY_BEAT_SCHEDULE["datasets-compaction"] = {
     "task": "cleanroom.datasets.tasks.pools_compact_task",
     "schedule": env.int("CLEANROOM_COMPACTION_EVERY_SECONDS", default=300),
 }
+# Datasets: queue again erasures stuck pending (their rows stay in pool segments until purged).
+CELERY_BEAT_SCHEDULE["datasets-erasure-reaper"] = {
+    "task": "cleanroom.datasets.tasks.erasures_resume_task",
+    "schedule": env.int("CLEANROOM_ERASURE_REAP_SECONDS", default=600),
+}
 # Queries: fail runs stuck past the hard time limit (refunded if nothing ran); requeue lost tasks.
 CELERY_BEAT_SCHEDULE["queries-reap"] = {
     "task": "cleanroom.queries.reap",

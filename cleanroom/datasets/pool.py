@@ -7,6 +7,13 @@ export decrypts a contributor's uploads for that contributor only. Membership is
 snapshot as the rows: open consent on the current terms version (hence a live data
 key) and at least one row. Rows of anyone else (withdrawn, outdated consent,
 erased but not yet purged) are filtered out before the frame is returned.
+
+Erasure and crypto-shredding: destroying a contributor's data key makes their uploads
+(``Contribution``, encrypted under that key) unreadable at once, but NOT their rows in
+compacted segments, which are encrypted under per-segment keys. Those rows are excluded
+here from the moment of the request (the erasure closes their consents) and are
+physically removed only when the erasure job rewrites the segments; the job retries and
+a reaper re-queues stuck erasures (see ``services`` module docstring).
 """
 
 from __future__ import annotations

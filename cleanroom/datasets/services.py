@@ -17,6 +17,18 @@ Invariants kept here (each one has tests that try to break it):
 - Erasure destroys the data key and withdraws consent at once (the next snapshot
   excludes the contributor); its job then deletes the contributions and rewrites
   every pool segment that held their rows. Earnings (payouts) are not touched.
+  What crypto-shredding (destroying the key) covers, and what it does not:
+  it makes every ``Contribution`` of the contributor unreadable at once (their uploads
+  are encrypted only under their data key), including copies in database backups.
+  It does NOT cover their rows in compacted ``PoolSegment`` files: a segment is
+  encrypted under its own segment key (wrapped by the KEK), so those rows stay readable
+  to anyone holding the KEK until the purge job rewrites the segments (and in backups
+  of MEDIA_ROOT taken before that). No query sees them meanwhile (membership comes from
+  consent, closed in the same transaction), but the erasure is complete only when the
+  job marks it ``done``. Hence the job retries transient failures with backoff
+  (``tasks.contributor_erase_task``) and a periodic reaper (``erasures_resume``, beat
+  entry ``datasets-erasure-reaper``) queues again any erasure pending past
+  ``ERASURE_STUCK_AFTER``; ``pending`` is never a final state.
 - Uploads older than the dataset's ``retention_days`` are deleted, with their rows in
   the pool segments (found by the segments' provenance column), by a daily job.
 - Key rotation re-wraps keys under the current KEK; records are never re-encrypted.
@@ -41,6 +53,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from cleanroom.accounts.models import Contributor, User
 from cleanroom.datasets import storage, validation
+from cleanroom.datasets.faults import fault_point
 from cleanroom.datasets.models import (
     Consent,
     Contribution,
@@ -530,6 +543,7 @@ def contributor_erase_run(*, erasure_pk: int) -> bool:
     erasure = Erasure.objects.filter(pk=erasure_pk).first()
     if erasure is None or erasure.status == Erasure.Status.DONE:
         return False
+    fault_point("erasure.purge")
     contributor_pk = erasure.contributor_id
     # Each dataset is purged in one transaction (contributions and segments together), so
     # a dataset without the contributor's contributions holds none of their rows either.
@@ -566,6 +580,31 @@ def contributor_erase_run(*, erasure_pk: int) -> bool:
                 payload={"erasure": erasure_pk, "stage": "purged", "contributions": removed},
             )
     return bool(claimed)
+
+
+# An erasure still pending this long after the request lost its job (a failure past the
+# job's retries, a lost message): the reaper queues it again. Longer than the job's
+# whole retry schedule, so the reaper does not race a job that is still retrying.
+ERASURE_STUCK_AFTER = timedelta(minutes=15)
+
+
+def erasures_resume(*, older_than: timedelta = ERASURE_STUCK_AFTER) -> int:
+    """Queue the purge job again for erasures pending since before `older_than` ago.
+
+    Safe to run any time: the purge is idempotent and claims completion with a
+    conditional update, so a duplicate job finds the erasure done or nothing to purge.
+    """
+    from cleanroom.datasets.tasks import contributor_erase_task
+
+    cutoff = timezone.now() - older_than
+    stuck = list(
+        Erasure.objects.filter(status=Erasure.Status.PENDING, requested_at__lte=cutoff)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for erasure_pk in stuck:
+        contributor_erase_task.delay(erasure_pk)
+    return len(stuck)
 
 
 # ---------------------------------------------------------------- retention
