@@ -40,6 +40,25 @@ def _scalar(sql: str) -> list[tuple[object, ...]]:
         return list(cursor.fetchall())
 
 
+def _open_holds(currency: str) -> int:
+    """Sum of the prices held for queries whose hold was neither charged nor given back."""
+    closed = set(
+        JournalEntry.objects.filter(
+            kind__in=[JournalEntry.Kind.QUERY_CHARGE, JournalEntry.Kind.QUERY_HOLD_RELEASE]
+        ).values_list("key", flat=True)
+    )
+    total = 0
+    for key, amount in Posting.objects.filter(
+        entry__kind=JournalEntry.Kind.QUERY_HOLD,
+        account__kind=Account.Kind.QUERY_HOLDS,
+        currency=currency,
+    ).values_list("entry__key", "amount"):
+        query = key.removesuffix(":hold")
+        if f"{query}:charge" not in closed and f"{key}:released" not in closed:
+            total += int(amount)
+    return total
+
+
 def ledger_reconcile() -> Report:
     report = Report()
     problems = report.problems
@@ -150,6 +169,17 @@ def ledger_reconcile() -> Report:
         )
         if paid_out != paid:
             problems.append(f"{currency} paid out {paid_out} but paid payouts sum to {paid}")
+        # Held prices: what the holds account carries is exactly the open holds (a hold
+        # with neither its charge nor its give-back).
+        held = (
+            Account.objects.filter(kind=Account.Kind.QUERY_HOLDS, currency=currency).aggregate(
+                total=Sum("balance")
+            )["total"]
+            or 0
+        )
+        open_holds = _open_holds(currency)
+        if held != open_holds:
+            problems.append(f"{currency} held {held} but open query holds sum to {open_holds}")
     known = set(Payout.objects.values_list("idempotency_key", flat=True))
     for key in FakeBankTransfer.objects.exclude(idempotency_key__in=known).values_list(
         "idempotency_key", flat=True

@@ -19,6 +19,7 @@ from cleanroom.errors import Conflict
 from cleanroom.queries.models import BudgetCharge, Query
 from cleanroom.queries.services import query_execute, query_reject
 from payouts.models import Account, Distribution, JournalEntry
+from payouts.reconcile import ledger_reconcile
 from tests.queries.conftest import budget_state
 
 SQL = "SELECT COUNT(*) AS n FROM households"
@@ -84,6 +85,7 @@ def test_one_query_of_balance_accepts_one_of_five_and_pays_it(
     # The charge came from the hold, once.
     assert JournalEntry.objects.filter(key=f"query:{query.pk}:charge").count() == 1
     assert not JournalEntry.objects.filter(key=f"query:{query.pk}:hold:released").exists()
+    assert ledger_reconcile().problems == []
 
 
 def test_rejection_gives_the_held_price_back_and_it_can_never_be_charged(
@@ -107,6 +109,7 @@ def test_rejection_gives_the_held_price_back_and_it_can_never_be_charged(
         query_charge(query=query, members=[1, 2, 3])
     assert (_balance(business_user), _held()) == (before, 0)
     assert not Distribution.objects.filter(query_id=query.pk).exists()
+    assert ledger_reconcile().problems == []
 
 
 def test_failure_before_the_mechanism_gives_the_price_back(
@@ -163,3 +166,4 @@ def test_parallel_submissions_accept_exactly_what_the_balance_holds(
         == 3
     )
     assert JournalEntry.objects.filter(kind=JournalEntry.Kind.QUERY_HOLD).count() == 3
+    assert ledger_reconcile().problems == []

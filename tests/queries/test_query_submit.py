@@ -189,8 +189,9 @@ def test_only_business_accounts_submit(
 
 
 def test_dataset_restricted_to_other_organizations_does_not_exist(
-    pool_dataset: Any, business_user: Any, api: Any
+    pool_dataset: Any, business_user: Any, other_business_user: Any, api: Any
 ) -> None:
+    # other_business_user: the datasets policy accepts only organizations that exist.
     dataset = pool_dataset(policy={"allowed_organizations": ["Rival Corp"]}, contributors=6)
     before = budget_state(dataset)
     response = submit(api, business_user)
