@@ -182,3 +182,26 @@ class Erasure(models.Model):
 
     def __str__(self) -> str:
         return f"erasure {self.pk} of contributor {self.contributor_id}"
+
+
+class PoolCount(models.Model):
+    """How many contributors are in a dataset's pool now, kept exact by the database.
+
+    Maintained on PostgreSQL by triggers (migration 0008) on every write that can change
+    membership, whatever the client (services, bulk inserts, direct updates): a consent
+    opened or closed, a contributor's first upload or last deletion in the dataset, a
+    terms version change (recounted). Never written by Python code; a missing row means 0.
+    """
+
+    dataset = models.OneToOneField(
+        Dataset, on_delete=models.CASCADE, primary_key=True, related_name="pool_count"
+    )
+    members = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(members__gte=0), name="pool_count_not_negative")
+        ]
+
+    def __str__(self) -> str:
+        return f"pool of dataset {self.dataset_id}: {self.members}"

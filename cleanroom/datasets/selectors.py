@@ -9,11 +9,19 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
 
 from cleanroom.accounts.models import Contributor
 from cleanroom.datasets import storage
-from cleanroom.datasets.models import Consent, Contribution, ContributorKey, Dataset, Erasure
+from cleanroom.datasets.models import (
+    Consent,
+    Contribution,
+    ContributorKey,
+    Dataset,
+    Erasure,
+    PoolCount,
+)
 from cleanroom.errors import NotFound
 from cleanroom.queries.selectors import dataset_visible_to, privacy_loss_for, queries_touching
 from payouts.selectors import contributor_earnings, contributor_earnings_detail
@@ -61,8 +69,18 @@ def pool_members_queryset(*, dataset: Dataset) -> QuerySet[Consent]:
 
 
 def pool_size(*, dataset: Dataset) -> int:
-    """How many contributors are in the pool now (consented on current terms, with data)."""
-    return pool_members_queryset(dataset=dataset).count()
+    """How many contributors are in the pool now (consented on current terms, with data).
+
+    Exact and one row read on PostgreSQL: ``PoolCount`` is kept by the database's
+    triggers on every membership change (migration 0008). Elsewhere (SQLite, local
+    development) it is counted.
+    """
+    if connection.vendor != "postgresql":
+        return pool_members_queryset(dataset=dataset).count()
+    members = (
+        PoolCount.objects.filter(dataset_id=dataset.pk).values_list("members", flat=True).first()
+    )
+    return int(members or 0)
 
 
 def consent_open(*, contributor: Contributor, dataset: Dataset) -> Consent | None:
