@@ -9,6 +9,7 @@ default SQLite otherwise) and drops it at the end unless --keep-db.
 Figures:
 - upload throughput through the API (JSON and CSV, in-process DRF client, each upload
   validated, encrypted, stored and audited), and one streamed CSV of --stream-rows rows;
+- the catalog's ``pool_size`` (one trigger-kept row) against counting the members;
 - time to materialize the consented pool (``pool_snapshot`` -> collected Polars frame)
   for N contributors x M rows, against reading the same rows from an unencrypted local
   Parquet file in the same run (best of --repeat): target <= 1 s and ratio < 3.
@@ -285,6 +286,8 @@ def materialize_figures(
         f"{time.perf_counter() - start:.2f} s"
     )
 
+    pool_size_figures(dataset, n, args.repeat)
+
     def materialize() -> pl.DataFrame:
         snapshot = pool_snapshot(dataset=dataset)
         frame = snapshot.frame.collect()
@@ -319,4 +322,28 @@ def materialize_figures(
     print(
         f"ratio pool/parquet: {pool_best / parquet_best:.2f} (target < 3); "
         f"pool within 1 s: {'yes' if pool_best <= 1 else 'NO'}"
+    )
+
+
+def pool_size_figures(dataset: Any, n: int, repeat: int) -> None:
+    """The catalog's pool size: the trigger-kept counter against counting (same database)."""
+    from django.db import connection
+
+    from cleanroom.datasets.selectors import pool_members_queryset, pool_size
+
+    def timed(read: Any) -> float:
+        times = []
+        for _ in range(max(repeat, 3)):
+            start = time.perf_counter()
+            assert read() == n
+            times.append(time.perf_counter() - start)
+        return best(times)
+
+    # The count that pool_size ran before the counter (consents x keys x contributions).
+    counted = timed(lambda: pool_members_queryset(dataset=dataset).count())
+    kept = timed(lambda: pool_size(dataset=dataset))
+    source = "trigger-kept row" if connection.vendor == "postgresql" else "count (no triggers)"
+    print(
+        f"pool_size of {n:,} contributors: {kept * 1000:.2f} ms ({source}) vs "
+        f"{counted * 1000:.1f} ms counting; ratio {counted / kept:.0f}x"
     )
