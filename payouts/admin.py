@@ -55,4 +55,4 @@ class SettlementAdmin(ReadOnlyAdmin):
 class PayoutAdmin(ReadOnlyAdmin):
     list_display = ("pk", "settlement", "contributor", "amount", "currency", "status", "provider")
     list_filter = ("status", "provider")
-    exclude = ("iban",)
+    exclude = ("iban", "holder_name")  # bank details never shown in the admin
