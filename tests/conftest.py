@@ -245,3 +245,57 @@ def _quiet_worker_before_flush(request: Any) -> Any:
     deadline = time.monotonic() + 30
     while _worker_busy() and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, one per test module.
+
+    Playwright's sync API keeps an event loop in this thread, so Django's async-safety
+    check is relaxed while (and only while) a browser module runs; a module scope keeps
+    two Playwright instances from ever overlapping.
+    """
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from django.db import connections
+    from playwright.sync_api import sync_playwright
+
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            yield launched
+            launched.close()
+    finally:
+        # ORM calls made while Playwright's loop ran may hold their own connections.
+        connections.close_all()
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any) -> Iterator[Any]:
+    """A fresh browser context on the live server (base_url set: `page.goto("/")`)."""
+    context = browser.new_context(base_url=live_server.url)
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    yield opened
+    context.close()
+
+
+def sign_in(page: Any, username: str, password: str) -> None:
+    """Sign in through the portal form as a business or compliance user."""
+    page.goto("/sign-in/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.browser.conftest import sign_in
+from tests.conftest import sign_in
 
 pytestmark = pytest.mark.browser
 

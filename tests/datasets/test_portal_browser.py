@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,39 +13,25 @@ from django.test import Client
 
 from cleanroom.datasets.models import Contribution, Erasure
 
-CHROMIUM = "/usr/bin/chromium"
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 
 @pytest.fixture
-def contributor_page(live_server: Any, consented: Any) -> Iterator[tuple[Any, Any]]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
+def contributor_page(browser: Any, live_server: Any, consented: Any) -> Iterator[tuple[Any, Any]]:
     person = consented()
     client = Client()
     client.force_login(
         person.user
     )  # contributors sign in with a wallet; the session is what counts
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-        )
-        context = browser.new_context(base_url=live_server.url)
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
-        )
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        try:
-            yield page, person
-        finally:
-            # ORM calls made while Playwright's loop runs get their own connection: close it,
-            # or the test database cannot be dropped at the end of the session.
-            connections.close_all()
-            browser.close()
+    context = browser.new_context(base_url=live_server.url)
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        yield page, person
+    finally:
+        context.close()
 
 
 def test_contributor_uploads_and_erases_in_the_browser(

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import browser, page, sign_in  # noqa: F401 (fixtures)
+from tests.conftest import sign_in
 
 pytestmark = pytest.mark.browser
 
 
 def test_business_tops_up_from_the_billing_page(
-    page: Any,  # noqa: F811
+    page: Any,
     business_user: Any,
     dataset: Any,
     make_query: Any,
