@@ -39,18 +39,24 @@ def context(margin_by: list[str] | None = None) -> opendp.Context:
 
 
 def test_truncate_num_groups_one_drops_every_row() -> None:
-    released = (
-        context()
-        .query()
-        .truncate_num_groups(1, by=["region"], keep="first")
-        .group_by("region")
-        .agg(opendp.len(signed=True))
-        .with_keys(pl.LazyFrame({"region": ["a", "b"]}))
-        .release()
-        .collect()
-    )
+    def release_once() -> list[int]:
+        released = (
+            context()
+            .query()
+            .truncate_num_groups(1, by=["region"], keep="first")
+            .group_by("region")
+            .agg(opendp.len(signed=True))
+            .with_keys(pl.LazyFrame({"region": ["a", "b"]}))
+            .release()
+            .collect()
+        )
+        return list(released["len"])
+
     # The trap: rank("dense") starts at 1, so `< 1` keeps nothing; the truth is 200 each.
-    assert released["len"].abs().max() < 100
+    # The noise has scale 40, so one release may stray past 100: average 10 releases
+    # (standard error ~13) to tell "nothing kept" (0) from "everything kept" (200).
+    values = [value for _ in range(10) for value in release_once()]
+    assert abs(sum(values) / len(values)) < 100
 
 
 def test_keep_sample_with_one_grouping_column_fails_at_collect_after_charging() -> None:
