@@ -81,6 +81,8 @@ def _rows(query: Query) -> list[list[dict[str, Any]]]:
 
 
 def _display(value: Any) -> Any:
+    if value is None:
+        return "—"  # not released: e.g. a mean whose noisy count is below 1
     if isinstance(value, float):
         return f"{value:,.2f}"
     if isinstance(value, int) and not isinstance(value, bool):
