@@ -9,6 +9,7 @@ import pytest
 
 from audit.models import AuditEvent
 from cleanroom.queries.models import BudgetCharge, Query, QueryPool
+from tests.conftest import wait_for as wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -69,11 +70,17 @@ def test_approved_query_runs_and_duplicate_deliveries_run_it_once(
     )
     assert approved.status_code == 200
     # Two more deliveries of the same job, as a broker redelivery would send.
-    query_execute_task.delay(pk)
-    query_execute_task.delay(pk)
+    duplicates = [query_execute_task.delay(pk), query_execute_task.delay(pk)]
     query = wait_for(pk)
     assert query.status == "released", (query.error, worker.log_tail())
-    time.sleep(2)  # let the duplicates finish
+    # Poll until both duplicates have ended (run, or deferred by a retry), not a fixed
+    # sleep(2): on a loaded machine they could still be queued and prove nothing.
+    wait_until(
+        lambda: all(d.state in ("SUCCESS", "RETRY", "FAILURE") for d in duplicates),
+        timeout=60,
+        what="the duplicate deliveries to end",
+    )
+    assert "FAILURE" not in [d.state for d in duplicates], worker.log_tail()
     assert QueryPool.objects.filter(query_id=pk).count() == 1
     assert BudgetCharge.objects.get(query_id=pk).state == "charged"
     assert (
