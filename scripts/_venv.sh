@@ -13,8 +13,10 @@ stamp=".venv/.installed-$hash${EXTRAS:+-dev}"
 # A development install also satisfies the plain one.
 if [ ! -f "$stamp" ] && [ ! -f ".venv/.installed-$hash-dev" ]; then
   echo "Installing the project${EXTRAS:+ with $EXTRAS extras} (first run takes a few minutes)"
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}"
+  # This machine's pip config names local mirrors that may be absent: drop those warnings.
+  quiet_pip() { .venv/bin/python -m pip install --quiet "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }; }
+  quiet_pip --upgrade pip
+  quiet_pip -e ".${EXTRAS:+[$EXTRAS]}"
   touch "$stamp"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
