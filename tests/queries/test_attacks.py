@@ -28,6 +28,11 @@ def run(api: Any, user: Any, sql: str, epsilon: float = 0.5) -> Query:
     return Query.objects.get(pk=response.json()["id"])
 
 
+def result_of(query: Query) -> dict[str, Any]:
+    assert query.result is not None, query.error
+    return query.result
+
+
 def with_target(pool_dataset: Any, **policy: Any) -> Any:
     records = [rows_for(i) for i in range(6)] + [[TARGET]]
     return pool_dataset(records=records, policy=policy or None)
@@ -38,10 +43,10 @@ def test_single_person_targeting_gets_only_noise(
 ) -> None:
     with_target(pool_dataset)
     query = run(api, business_user, TARGETING)
-    (row,) = query.result["rows"]
-    (interval,) = [cell for cell in query.result["accuracy"][0] if cell]
+    (row,) = result_of(query)["rows"]
+    (interval,) = [cell for cell in result_of(query)["accuracy"][0] if cell]
     # The public 95% half-width is far wider than the one person it could reveal.
-    half = query.result["column_accuracy"][0]["half_width"]
+    half = result_of(query)["column_accuracy"][0]["half_width"]
     assert half > 10
     # The released interval is [raw - half, raw + half] with both ends clamped at 0. Its
     # width is only 2 * half when the noisy raw count is >= half; asserting "width > 10"
@@ -87,9 +92,9 @@ def test_differencing_two_queries_pays_twice_and_gets_two_noises(
     for query in (everyone, all_but):
         # Two noises, each as wide as a query alone: the public half-width, not the
         # clamped interval (narrower than 10 when the noise is <= -22: P = 0.03 per run).
-        half = query.result["column_accuracy"][0]["half_width"]
+        half = result_of(query)["column_accuracy"][0]["half_width"]
         assert half > 10
-        low, high = query.result["accuracy"][0][0]
+        low, high = result_of(query)["accuracy"][0][0]
         assert low == 0.0 or abs((high - low) - 2 * half) < 1e-6
 
 
@@ -118,18 +123,18 @@ def test_tiny_groups_are_released_only_with_noise(
         business_user,
         "SELECT region, COUNT(*) AS n, AVG(income) AS m FROM households GROUP BY region",
     )
-    west = query.result["rows"][3]
+    west = result_of(query)["rows"][3]
     assert west[0] == "west"
-    n_low, n_high = query.result["accuracy"][3][1]
-    m_low, m_high = query.result["accuracy"][3][2]
+    n_low, n_high = result_of(query)["accuracy"][3][1]
+    m_low, m_high = result_of(query)["accuracy"][3][2]
     # The noise is wide for a group of one: a public half-width well above the group's size.
-    half = next(c for c in query.result["column_accuracy"] if c["column"] == "n")["half_width"]
+    half = next(c for c in result_of(query)["column_accuracy"] if c["column"] == "n")["half_width"]
     assert half > 5
     # Both ends are clamped at 0 (a count is never negative); unclamped, it is 2 * half wide.
     assert 0.0 <= n_low <= n_high
     assert n_low == 0.0 or abs((n_high - n_low) - 2 * half) < 1e-6
     # The mean of a tiny group says nothing: the sum's noise alone dwarfs one income.
-    m_accuracy = next(c for c in query.result["column_accuracy"] if c["column"] == "m")
+    m_accuracy = next(c for c in result_of(query)["column_accuracy"] if c["column"] == "m")
     assert m_accuracy["sum_half_width"] > 10 * 200000
     # Its interval is the whole public range whenever the noisy count's lower end
     # (raw - count_half_width) is <= 0. That is random: Laplace(12) noise >= 44 lifts it
@@ -250,7 +255,7 @@ def test_float_edge_values_in_uploaded_data_give_finite_noisy_answers(
     query = run(
         api, business_user, "SELECT SUM(income) AS s, AVG(income) AS m FROM households", 50.0
     )
-    (row,) = query.result["rows"]
+    (row,) = result_of(query)["rows"]
     assert all(value is not None for value in row)
     assert 0 <= row[1] <= 200000
     assert refused_all

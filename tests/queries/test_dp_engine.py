@@ -84,11 +84,13 @@ def test_release_is_noisy_with_95_percent_intervals_per_cell() -> None:
     assert [row[0] for row in release.rows] == ["north", "south", "east", "west"]
     for row, intervals in zip(release.rows, release.intervals, strict=True):
         assert intervals[0] is None
-        low, high = intervals[1]
+        n_interval, s_interval, m_interval = intervals[1], intervals[2], intervals[3]
+        assert n_interval is not None and s_interval is not None and m_interval is not None
+        low, high = n_interval
         assert low <= row[1] <= high
-        assert intervals[2][0] < row[2] < intervals[2][1]
-        assert intervals[3][0] <= row[3] <= intervals[3][1]
-        assert intervals[3][0] >= 0 and intervals[3][1] <= 100000
+        assert s_interval[0] < row[2] < s_interval[1]
+        assert m_interval[0] <= row[3] <= m_interval[1]
+        assert m_interval[0] >= 0 and m_interval[1] <= 100000
     half = m.half_width("__len")
     assert half == pytest.approx(math.log(1 / 0.05) * m.noise["__len"][1], rel=0.2)
     assert release.epsilon == pytest.approx(1.0)

@@ -106,5 +106,6 @@ def test_api_release_with_private_keys(pool_dataset: Any, business_user: Any, ap
     assert query.status == "released"
     assert query.delta is not None and query.delta <= 1e-6
     # Six contributors are far below the threshold: nothing about "paris" is released.
+    assert query.result is not None
     assert query.result["rows"] == []
     assert query.result["threshold"] == preview["threshold"]

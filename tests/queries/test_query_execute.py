@@ -7,6 +7,7 @@ driven directly: release, idempotency, refunds before the mechanism, charges aft
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +40,7 @@ def test_release_stores_noisy_result_charges_and_records_membership(
     assert query.status == "released" and query.progress == 100
     assert query.mechanism_ran is True
     result = query.result
+    assert result is not None
     assert result["columns"] == ["region", "n", "total_age", "mean_income"]
     assert [row[0] for row in result["rows"]] == ["north", "south", "east", "west"]
     assert len(result["accuracy"]) == 4 and result["accuracy"][0][0] is None
@@ -106,7 +108,7 @@ def test_stale_run_after_the_mechanism_fails_and_stays_charged(
     pk = submitted(api, business_user)
     Query.objects.filter(pk=pk).update(status="running")
     BudgetCharge.objects.filter(query_id=pk).update(state="charged")
-    Query.objects.filter(pk=pk).update(updated_at=timezone.now() - timezone.timedelta(hours=2))
+    Query.objects.filter(pk=pk).update(updated_at=timezone.now() - timedelta(hours=2))
     query_execute(query_id=pk)
     query = Query.objects.get(pk=pk)
     assert query.status == "failed"
