@@ -11,10 +11,8 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator
-from functools import wraps
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -25,35 +23,16 @@ from django.views.decorators.http import require_GET
 from audit import charts, keys, selectors
 from audit.models import AuditEvent
 from cleanroom.accounts.models import Organization
-from cleanroom.errors import DomainError, ValidationFailed
+from cleanroom.errors import ValidationFailed
+from portal.access import roles
 
 View = Callable[..., HttpResponseBase]
 PAGE_SIZE = 50
 
 
 def compliance_only(view: View) -> View:
-    @login_required
-    @require_GET
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        if getattr(request.user, "role", None) != "compliance":
-            return render(
-                request,
-                "portal/error.html",
-                {"title": "Forbidden", "detail": "The audit log is for compliance officers."},
-                status=403,
-            )
-        try:
-            return view(request, *args, **kwargs)
-        except DomainError as error:
-            return render(
-                request,
-                "portal/error.html",
-                {"title": error.title, "detail": error.detail},
-                status=error.status_code,
-            )
-
-    return wrapped
+    """Compliance officers only, and read-only (GET)."""
+    return roles("compliance")(require_GET(view))
 
 
 def _query_string(filters: selectors.EventFilter, **extra: str) -> str:

@@ -13,7 +13,6 @@ import qrcode
 import qrcode.image.svg
 from django.contrib import messages
 from django.contrib.auth import login
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,6 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from cleanroom.errors import DomainError
 from identity import selectors, services
 from identity.models import PresentationRequest
+from portal.access import roles
 
 SESSION_KEY = "identity_join_requests"
 
@@ -83,18 +83,9 @@ def join_status(request: HttpRequest, request_id: str) -> HttpResponse:
     )
 
 
-def _compliance_only(request: HttpRequest) -> None:
-    if not request.user.is_authenticated:
-        raise PermissionDenied
-    if getattr(request.user, "role", None) != "compliance":
-        raise PermissionDenied
-
-
+@roles("compliance")
 @require_http_methods(["GET", "POST"])
 def trusted_issuers(request: HttpRequest) -> HttpResponse:
-    if not request.user.is_authenticated:
-        return redirect(f"{reverse('portal:sign-in')}?next={request.path}")
-    _compliance_only(request)
     error = ""
     form: dict[str, Any] = {"did": "", "name": "", "credential_types": "PersonhoodCredential"}
     if request.method == "POST":
@@ -122,9 +113,9 @@ def trusted_issuers(request: HttpRequest) -> HttpResponse:
     )
 
 
+@roles("compliance")
 @require_POST
 def trusted_issuer_remove(request: HttpRequest, issuer_id: int) -> HttpResponse:
-    _compliance_only(request)
     try:
         issuer = selectors.trusted_issuer_get(issuer_id=issuer_id)
         services.trusted_issuer_remove(issuer_id=issuer_id, actor=request.user)  # type: ignore[arg-type]

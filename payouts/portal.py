@@ -5,13 +5,7 @@ They call the same services and selectors as the API."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -23,22 +17,7 @@ from cleanroom.errors import DomainError
 from payouts import selectors, services
 from payouts.money import micro_format, micro_parse
 from payouts.reconcile import ledger_reconcile
-
-View = Callable[..., HttpResponse]
-
-
-def role_required(role: str) -> Callable[[View], View]:
-    def decorate(view: View) -> View:
-        @login_required
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if getattr(request.user, "role", None) != role:
-                raise PermissionDenied
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorate
+from portal.access import roles
 
 
 def bars_svg(
@@ -84,7 +63,7 @@ def bars_svg(
     )
 
 
-@role_required("business")
+@roles("business")
 @require_http_methods(["GET", "POST"])
 def billing(request: HttpRequest) -> HttpResponse:
     organization = getattr(request.user, "organization", None)
@@ -120,7 +99,7 @@ def billing(request: HttpRequest) -> HttpResponse:
     )
 
 
-@role_required("contributor")
+@roles("contributor")
 @require_http_methods(["GET", "POST"])
 def earnings(request: HttpRequest) -> HttpResponse:
     contributor = request.user.contributor  # type: ignore[union-attr]
@@ -146,7 +125,7 @@ def earnings(request: HttpRequest) -> HttpResponse:
     )
 
 
-@role_required("compliance")
+@roles("compliance")
 def distributions(request: HttpRequest) -> HttpResponse:
     return render(
         request,
@@ -155,7 +134,7 @@ def distributions(request: HttpRequest) -> HttpResponse:
     )
 
 
-@role_required("compliance")
+@roles("compliance")
 @require_http_methods(["GET", "POST"])
 def settlements(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
@@ -174,7 +153,7 @@ def settlements(request: HttpRequest) -> HttpResponse:
     return render(request, template, {"rows": selectors.settlements_list(limit=200)})
 
 
-@role_required("compliance")
+@roles("compliance")
 def payouts(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     return render(
@@ -184,6 +163,6 @@ def payouts(request: HttpRequest) -> HttpResponse:
     )
 
 
-@role_required("compliance")
+@roles("compliance")
 def reconciliation(request: HttpRequest) -> HttpResponse:
     return render(request, "payouts/reconciliation.html", {"report": ledger_reconcile()})

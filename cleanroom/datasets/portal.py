@@ -9,15 +9,13 @@ plain message and status, and nothing changed.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
@@ -26,8 +24,7 @@ from cleanroom.accounts.models import Contributor
 from cleanroom.datasets import selectors, services
 from cleanroom.datasets.api import PlaintextStaysInMemory
 from cleanroom.errors import DomainError, PayloadTooLarge, ValidationFailed
-
-View = Callable[..., HttpResponse]
+from portal.access import roles
 
 EXAMPLE_SCHEMA = {
     "columns": [
@@ -37,31 +34,6 @@ EXAMPLE_SCHEMA = {
         {"name": "owns_home", "type": "boolean"},
     ]
 }
-
-
-def roles(*allowed: str) -> Callable[[View], View]:
-    """Signed-in users of these roles; a DomainError becomes an error page with its status."""
-
-    def decorate(view: View) -> View:
-        @login_required
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if getattr(request.user, "role", None) not in allowed:
-                return _error_page(
-                    request, 403, "Forbidden", "This page is not available to your role."
-                )
-            try:
-                return view(request, *args, **kwargs)
-            except DomainError as error:
-                return _error_page(request, error.status_code, error.title, error.detail)
-
-        return wrapped
-
-    return decorate
-
-
-def _error_page(request: HttpRequest, status: int, title: str, detail: str) -> HttpResponse:
-    return render(request, "portal/error.html", {"title": title, "detail": detail}, status=status)
 
 
 def _contributor(request: HttpRequest) -> Contributor:
@@ -153,7 +125,7 @@ def withdraw(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @csrf_exempt
-def upload(request: HttpRequest, slug: str) -> HttpResponse:
+def upload(request: HttpRequest, slug: str) -> HttpResponseBase:
     # The upload handler must be set before the body is read, and CSRF checking reads it:
     # so CSRF is checked below, after the handler is in place (Django's documented way).
     request.upload_handlers = [PlaintextStaysInMemory(request)]

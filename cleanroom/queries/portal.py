@@ -7,12 +7,9 @@ its plain message (and the status code of the API), nothing changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -24,40 +21,12 @@ from cleanroom.queries import selectors, services
 from cleanroom.queries.api import money, result_download
 from cleanroom.queries.charts import budget_chart, error_bar_chart
 from cleanroom.queries.models import Query, QueryStatus
+from portal.access import roles
 
 EXAMPLE_SQL = (
     "SELECT region, COUNT(*) AS n, AVG(income) AS mean_income\nFROM {table}\nGROUP BY region"
 )
 TERMINAL = (QueryStatus.RELEASED, QueryStatus.FAILED, QueryStatus.REJECTED)
-
-View = Callable[..., HttpResponse]
-
-
-def roles(*allowed: str) -> Callable[[View], View]:
-    def decorate(view: View) -> View:
-        @login_required
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if getattr(request.user, "role", None) not in allowed:
-                return render(
-                    request,
-                    "portal/error.html",
-                    {"title": "Forbidden", "detail": "This page is not available to your role."},
-                    status=403,
-                )
-            try:
-                return view(request, *args, **kwargs)
-            except DomainError as error:
-                return render(
-                    request,
-                    "portal/error.html",
-                    {"title": error.title, "detail": error.detail},
-                    status=error.status_code,
-                )
-
-        return wrapped
-
-    return decorate
 
 
 def _rows(query: Query) -> list[list[dict[str, Any]]]:

@@ -1,0 +1,46 @@
+"""Who may open a portal page, and how a refusal looks: the one decorator every app uses.
+
+A page for given roles redirects anonymous visitors to sign in, answers another
+role with a 403 page, and shows a `DomainError` raised by a service as an error
+page with the error's status and plain message (the same words the API uses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+from django.shortcuts import render
+
+from cleanroom.errors import DomainError
+
+View = Callable[..., HttpResponseBase]
+
+
+def error_page(request: HttpRequest, status: int, title: str, detail: str) -> HttpResponseBase:
+    return render(request, "portal/error.html", {"title": title, "detail": detail}, status=status)
+
+
+def roles(*allowed: str) -> Callable[[View], View]:
+    """Signed-in users of these roles only; a DomainError becomes an error page."""
+
+    def decorate(view: View) -> View:
+        @login_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if getattr(request.user, "role", None) not in allowed:
+                return error_page(
+                    request, 403, "Forbidden", "This page is not available to your role."
+                )
+            try:
+                return view(request, *args, **kwargs)
+            except DomainError as error:
+                return error_page(request, error.status_code, error.title, error.detail)
+
+        return wrapped
+
+    return decorate
