@@ -206,7 +206,26 @@ def upload_figures(
 
 
 def seed_pool(args: argparse.Namespace, rng: np.random.Generator, dataset: Any, tqdm: Any) -> None:
-    """Bulk-write contributors with consent, wrapped data keys and encrypted uploads."""
+    """Bulk-write the bench's contributors with synthetic records."""
+    columns = synthetic_columns(rng, args.contributors * args.rows)
+    seed_contributors(
+        dataset=dataset,
+        columns=columns,
+        contributors=args.contributors,
+        rows=args.rows,
+        prefix="pool",
+        tqdm=tqdm,
+    )
+
+
+def seed_contributors(
+    *, dataset: Any, columns: dict[str, Any], contributors: int, rows: int, prefix: str, tqdm: Any
+) -> None:
+    """Bulk-write contributors with consent, wrapped data keys and encrypted uploads.
+
+    The same encryption the service uses, without an audit event per upload (shared by
+    the pool and queries benches).
+    """
     import pyarrow as pa
     from django.contrib.auth.hashers import make_password
     from django.db import transaction
@@ -215,50 +234,51 @@ def seed_pool(args: argparse.Namespace, rng: np.random.Generator, dataset: Any, 
     from cleanroom.datasets import crypto, storage
     from cleanroom.datasets.models import Consent, Contribution, ContributorKey
 
-    n, m = args.contributors, args.rows
-    columns = synthetic_columns(rng, n * m)
+    n, m = contributors, rows
     schema = storage.arrow_schema(dataset, with_contributor=False)
     full = pa.table(
-        {name: pa.array(values, type=schema.field(name).type) for name, values in columns.items()},
+        {name: pa.array(columns[name], type=schema.field(name).type) for name in schema.names},
         schema=schema,
     )
     password = make_password(None)
-    tag = uuid.uuid4().hex[:8]
+    tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
     batch = 5000
     for start in tqdm(range(0, n, batch), desc="seeding contributors", unit_scale=batch):
         size = min(batch, n - start)
         with transaction.atomic():
             users = User.objects.bulk_create(
                 [
-                    User(username=f"pool-{tag}-{start + i}", role="contributor", password=password)
+                    User(username=f"{tag}-{start + i}", role="contributor", password=password)
                     for i in range(size)
                 ]
             )
-            contributors = Contributor.objects.bulk_create(
+            people = Contributor.objects.bulk_create(
                 [
-                    Contributor(user=user, did=f"did:example:pool-{tag}-{start + i}")
+                    Contributor(user=user, did=f"did:example:{tag}-{start + i}")
                     for i, user in enumerate(users)
                 ]
             )
             Consent.objects.bulk_create(
                 [
                     Consent(contributor=c, dataset=dataset, terms_version=dataset.terms_version)
-                    for c in contributors
+                    for c in people
                 ]
             )
             keys, contributions = [], []
-            for i, contributor in enumerate(contributors):
+            for i, contributor in enumerate(people):
                 key = crypto.new_key()
                 kek_id, wrapped = crypto.wrap(key, f"contributor-key:{contributor.pk}".encode())
                 keys.append(ContributorKey(contributor=contributor, wrapped=wrapped, kek_id=kek_id))
-                rows = full.slice((start + i) * m, m)
                 contributions.append(
                     Contribution(
                         dataset=dataset,
                         contributor=contributor,
                         rows=m,
                         ciphertext=storage.contribution_encrypt(
-                            key=key, dataset=dataset, contributor=contributor, table=rows
+                            key=key,
+                            dataset=dataset,
+                            contributor=contributor,
+                            table=full.slice((start + i) * m, m),
                         ),
                     )
                 )

@@ -236,7 +236,16 @@ def end_to_end_figures(
             },
             price={"currency": "EUR", "per_query": "1", "per_epsilon": "1", "platform_fee": "0.2"},
         )
-        seed(args, columns, dataset, tqdm)
+        from bench.pool import seed_contributors
+
+        seed_contributors(
+            dataset=dataset,
+            columns=columns,
+            contributors=args.contributors,
+            rows=args.rows,
+            prefix="q",
+            tqdm=tqdm,
+        )
         started = time.perf_counter()
         pool_compact(dataset_pk=dataset.pk)
         from django.db import connection
@@ -283,68 +292,6 @@ def end_to_end_figures(
         f"ratio end to end / plain: {e2e / engine['plain']:.1f}x; "
         f"end to end / plain with truncation: {e2e / engine['truncated']:.1f}x"
     )
-
-
-def seed(args: argparse.Namespace, columns: dict[str, Any], dataset: Any, tqdm: Any) -> None:
-    """Bulk-write contributors with consent, wrapped keys and encrypted uploads."""
-    import pyarrow as pa
-    from django.contrib.auth.hashers import make_password
-    from django.db import transaction
-
-    from cleanroom.accounts.models import Contributor, User
-    from cleanroom.datasets import crypto, storage
-    from cleanroom.datasets.models import Consent, Contribution, ContributorKey
-
-    n, m = args.contributors, args.rows
-    schema = storage.arrow_schema(dataset, with_contributor=False)
-    full = pa.table(
-        {name: pa.array(columns[name], type=schema.field(name).type) for name in schema.names},
-        schema=schema,
-    )
-    password = make_password(None)
-    tag = uuid.uuid4().hex[:8]
-    batch = 5000
-    for start in tqdm(range(0, n, batch), desc="seeding contributors", unit_scale=batch):
-        size = min(batch, n - start)
-        with transaction.atomic():
-            users = User.objects.bulk_create(
-                [
-                    User(username=f"q-{tag}-{start + i}", role="contributor", password=password)
-                    for i in range(size)
-                ]
-            )
-            contributors = Contributor.objects.bulk_create(
-                [
-                    Contributor(user=user, did=f"did:example:q-{tag}-{start + i}")
-                    for i, user in enumerate(users)
-                ]
-            )
-            Consent.objects.bulk_create(
-                [
-                    Consent(contributor=c, dataset=dataset, terms_version=dataset.terms_version)
-                    for c in contributors
-                ]
-            )
-            keys, contributions = [], []
-            for i, contributor in enumerate(contributors):
-                key = crypto.new_key()
-                kek_id, wrapped = crypto.wrap(key, f"contributor-key:{contributor.pk}".encode())
-                keys.append(ContributorKey(contributor=contributor, wrapped=wrapped, kek_id=kek_id))
-                contributions.append(
-                    Contribution(
-                        dataset=dataset,
-                        contributor=contributor,
-                        rows=m,
-                        ciphertext=storage.contribution_encrypt(
-                            key=key,
-                            dataset=dataset,
-                            contributor=contributor,
-                            table=full.slice((start + i) * m, m),
-                        ),
-                    )
-                )
-            ContributorKey.objects.bulk_create(keys)
-            Contribution.objects.bulk_create(contributions)
 
 
 def submit_and_wait(client: Any, timeout: float = 120) -> tuple[float, str]:
