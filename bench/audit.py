@@ -26,7 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-ACTIONS = [
+ACTIONS: list[tuple[str, dict[str, Any]]] = [
     ("cleanroom.query.submitted", {"epsilon": "0.5"}),
     ("cleanroom.query.approved", {}),
     ("cleanroom.budget.charged", {"epsilon": "0.5", "spent_epsilon": "1.5", "total_epsilon": "10"}),

@@ -29,7 +29,7 @@ def every_five(settings: Any) -> None:
     settings.CLEANROOM_AUDIT_CHECKPOINT_EVERY = 5
 
 
-ACTIONS = [
+ACTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("cleanroom.query.submitted", "query:1", "households", {"epsilon": "0.5"}),
     ("cleanroom.query.approved", "query:1", "households", {}),
     (

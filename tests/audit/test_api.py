@@ -109,6 +109,7 @@ def test_verify_reports_ok_entries_head_and_the_latest_checkpoint(officer, make_
     checkpoint_create()
     body = officer.get("/api/v1/audit/verify/").json()
     head = AuditEvent.objects.order_by("-seq").first()
+    assert head is not None
     assert (body["ok"], body["entries"], body["head"], body["first_bad_entry"]) == (
         True,
         7,
@@ -193,6 +194,7 @@ def test_the_verifier_runs_as_a_module_without_django(officer, make_log, tmp_pat
 def test_inclusion_proofs_verify_for_every_entry(officer, make_log) -> None:
     make_log(12)
     checkpoint = checkpoint_create()
+    assert checkpoint is not None
     root = bytes.fromhex(checkpoint.root)
     for seq in range(1, 14):
         body = officer.get("/api/v1/audit/proofs/inclusion/", {"seq": seq}).json()
@@ -208,7 +210,9 @@ def test_consistency_proofs_between_checkpoints_verify(officer, make_log) -> Non
     sizes = []
     for batch in (2, 3, 6):
         make_log(batch)
-        sizes.append(checkpoint_create().tree_size)
+        taken = checkpoint_create()
+        assert taken is not None
+        sizes.append(taken.tree_size)
     for first in sizes:
         body = officer.get("/api/v1/audit/proofs/consistency/", {"first": first}).json()
         assert body["second"] == sizes[-1]

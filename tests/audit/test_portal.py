@@ -242,6 +242,7 @@ def test_exports_of_a_filtered_view(officer, query_story) -> None:
 
 def test_verification_status_with_the_latest_checkpoint(officer, query_story) -> None:
     checkpoint = checkpoint_create()
+    assert checkpoint is not None
     page = officer.get("/audit/verify/").content.decode()
     assert "The log verifies." in page
     assert f"Tree size {checkpoint.tree_size}, signed {checkpoint.timestamp}" in page
