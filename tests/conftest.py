@@ -167,6 +167,29 @@ class WorkerProcess:
                 self.kill()
 
 
+def restore_unacked() -> None:
+    """What Redis does after the visibility timeout: put unacknowledged messages back,
+    so a task whose worker was killed is redelivered now rather than in an hour."""
+    from cleanroom.celery import app
+
+    with app.connection_for_write() as connection:
+        channel: Any = connection.default_channel
+        if not hasattr(channel, "qos") or not hasattr(channel.qos, "restore_visible"):
+            return  # not Redis: the broker redelivers by itself
+        channel.visibility_timeout = 0
+        channel.qos.restore_visible(num=1000, interval=1)
+
+
+def wait_for_worker(condition: Any, timeout: float, what: str, worker: WorkerProcess) -> None:
+    """Poll until `condition()` holds; on time-out, fail with the worker's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}\n{worker.log_tail()}")
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator[WorkerProcess]:
     """One real worker for the session, on the test database and the configured broker."""

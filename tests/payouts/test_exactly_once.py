@@ -7,7 +7,6 @@ ledger reconciles to the unit."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,32 +24,13 @@ from payouts.models import (
 from payouts.reconcile import ledger_reconcile
 from payouts.services import business_account, payout_destination_set, query_charge
 from tests.conftest import WorkerProcess
+from tests.conftest import restore_unacked as _restore_unacked
+from tests.conftest import wait_for_worker as _wait
 from tests.payouts.conftest import members
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 IBAN = "DE89 3704 0044 0532 0130 00"
-
-
-def _restore_unacked() -> None:
-    """What Redis does after the visibility timeout: put unacknowledged messages back."""
-    from cleanroom.celery import app
-
-    with app.connection_for_write() as connection:
-        channel: Any = connection.default_channel
-        if not hasattr(channel, "qos") or not hasattr(channel.qos, "restore_visible"):
-            return  # not Redis: the broker redelivers by itself
-        channel.visibility_timeout = 0
-        channel.qos.restore_visible(num=1000, interval=1)
-
-
-def _wait(condition: Any, timeout: float, what: str, worker: WorkerProcess) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}\n{worker.log_tail()}")
 
 
 def _all_paid() -> bool:

@@ -7,7 +7,6 @@ the business pays at most once, and the query ends in a final state.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,31 +16,12 @@ import pytest
 from audit.models import AuditEvent
 from cleanroom.queries.models import BudgetCharge, Query, QueryPool
 from tests.conftest import WorkerProcess
+from tests.conftest import restore_unacked as _restore_unacked
+from tests.conftest import wait_for_worker as _wait
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 SQL = "SELECT region, COUNT(*) AS n FROM households GROUP BY region"
-
-
-def _restore_unacked() -> None:
-    """What Redis does after the visibility timeout: put unacknowledged messages back."""
-    from cleanroom.celery import app
-
-    with app.connection_for_write() as connection:
-        channel: Any = connection.default_channel
-        if not hasattr(channel, "qos") or not hasattr(channel.qos, "restore_visible"):
-            return
-        channel.visibility_timeout = 0
-        channel.qos.restore_visible(num=1000, interval=1)
-
-
-def _wait(condition: Any, timeout: float, what: str, worker: WorkerProcess) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}\n{worker.log_tail()}")
 
 
 @pytest.fixture(scope="module")
