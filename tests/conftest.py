@@ -180,16 +180,6 @@ def restore_unacked() -> None:
         channel.qos.restore_visible(num=1000, interval=1)
 
 
-def wait_for_worker(condition: Any, timeout: float, what: str, worker: WorkerProcess) -> None:
-    """Poll until `condition()` holds; on time-out, fail with the worker's log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}\n{worker.log_tail()}")
-
-
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator[WorkerProcess]:
     """One real worker for the session, on the test database and the configured broker."""
@@ -213,10 +203,14 @@ def worker(celery_worker_process: WorkerProcess, transactional_db: Any) -> Worke
 # ---------------------------------------------------------------- committed data and the worker
 
 
-def wait_for(condition: Any, *, timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll the database until `condition()` is true (the worker runs in another process)."""
-    import time
-
+def wait_for(
+    condition: Any,
+    timeout: float = 30.0,
+    what: str = "condition",
+    worker: WorkerProcess | None = None,
+) -> None:
+    """Poll the database until `condition()` is true (the worker runs in another process);
+    on time-out, fail with the worker's log when one is given."""
     from django.db import close_old_connections
 
     deadline = time.monotonic() + timeout
@@ -225,7 +219,8 @@ def wait_for(condition: Any, *, timeout: float = 30.0, what: str = "condition") 
         if condition():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    log = f"\n{worker.log_tail()}" if worker is not None else ""
+    raise AssertionError(f"timed out waiting for {what}{log}")
 
 
 def _worker_busy() -> bool:

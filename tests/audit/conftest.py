@@ -17,8 +17,6 @@ from audit.verify import verify_export
 @pytest.fixture(autouse=True)
 def audit_key(settings: Any, tmp_path: Any) -> Any:
     settings.CLEANROOM_AUDIT_KEY_FILE = str(tmp_path / "audit_key.pem")
-    # Accounts are only actors here; a fast hasher keeps account fixtures cheap.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     keys._load.cache_clear()
     yield tmp_path / "audit_key.pem"
     keys._load.cache_clear()

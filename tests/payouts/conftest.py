@@ -11,12 +11,6 @@ import pytest
 PRICE = {"currency": "EUR", "per_query": "1.00", "per_epsilon": "10.00", "platform_fee": "0.20"}
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings: Any) -> None:
-    """Accounts are made per test; PBKDF2 would dominate this area's run time."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def make_dataset(db: Any) -> Any:
     from cleanroom.datasets.models import Dataset

@@ -25,7 +25,7 @@ from payouts.reconcile import ledger_reconcile
 from payouts.services import business_account, payout_destination_set, query_charge
 from tests.conftest import WorkerProcess
 from tests.conftest import restore_unacked as _restore_unacked
-from tests.conftest import wait_for_worker as _wait
+from tests.conftest import wait_for as _wait
 from tests.payouts.conftest import members
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]

@@ -45,12 +45,6 @@ def rows_for(index: int, count: int = 2) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings: Any) -> None:
-    """Accounts are made per test; PBKDF2 would dominate this area's run time."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def pool_dataset(compliance_user: Any, business_user: Any, make_contributor: Any) -> Any:
     """`pool_dataset(slug=..., contributors=N, policy={...})` -> a Dataset with a pool."""

@@ -17,7 +17,7 @@ from audit.models import AuditEvent
 from cleanroom.queries.models import BudgetCharge, Query, QueryPool
 from tests.conftest import WorkerProcess
 from tests.conftest import restore_unacked as _restore_unacked
-from tests.conftest import wait_for_worker as _wait
+from tests.conftest import wait_for as _wait
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
