@@ -363,14 +363,20 @@ def _locked_query(query_id: Any) -> Query:
     return query
 
 
+def _locked_pending_review(query_id: Any) -> Query:
+    """The query, locked, if it still waits for a compliance decision (one decision only)."""
+    query = _locked_query(query_id)
+    if query.status != QueryStatus.PENDING_APPROVAL:
+        raise Conflict(f"Query {query.pk} is {query.status}, not pending approval.")
+    return query
+
+
 def query_approve(*, query_id: Any, reviewer: Any, reason: Any = "") -> Query:
     """Compliance approves a pending query: it is queued for the worker."""
     _require_compliance(reviewer)
     text = _reason(reason, required=False)
     with transaction.atomic():
-        query = _locked_query(query_id)
-        if query.status != QueryStatus.PENDING_APPROVAL:
-            raise Conflict(f"Query {query.pk} is {query.status}, not pending approval.")
+        query = _locked_pending_review(query_id)
         query.status = QueryStatus.QUEUED
         query.review_reason = text
         query.reviewed_by = reviewer
@@ -425,9 +431,7 @@ def query_reject(*, query_id: Any, reviewer: Any, reason: Any) -> Query:
     _require_compliance(reviewer)
     text = _reason(reason, required=True)
     with transaction.atomic():
-        query = _locked_query(query_id)
-        if query.status != QueryStatus.PENDING_APPROVAL:
-            raise Conflict(f"Query {query.pk} is {query.status}, not pending approval.")
+        query = _locked_pending_review(query_id)
         query.status = QueryStatus.REJECTED
         query.review_reason = text
         query.reviewed_by = reviewer
