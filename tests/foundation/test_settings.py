@@ -63,12 +63,7 @@ def test_defaults_are_embedded_sqlite_and_broker(tmp_path: Path) -> None:
 
 
 def test_check_deploy_passes_with_production_environment(tmp_path: Path) -> None:
-    # DJANGO_ALLOW_ASYNC_UNSAFE: set by the browser tests' harness when collected with them.
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in PRODUCTION_ENV and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
-    }
+    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV}
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
