@@ -139,8 +139,13 @@ def url_check(url: str, *, policy: FetchPolicy) -> None:
         )
 
 
-def http_fetch(url: str, *, policy: FetchPolicy) -> bytes:
-    """GET a status list body under the policy; raises StatusFetchError."""
+def http_fetch(
+    url: str,
+    *,
+    policy: FetchPolicy,
+    accept: str = "application/vc+ld+json, application/json",
+) -> bytes:
+    """GET a status list (or issuer metadata) body under the policy; raises StatusFetchError."""
     url_check(url, policy=policy)
     verify: ssl.SSLContext | bool = True
     if policy.ca_bundle:
@@ -151,7 +156,7 @@ def http_fetch(url: str, *, policy: FetchPolicy) -> bytes:
                 verify=verify, timeout=policy.timeout_seconds, follow_redirects=False
             ) as client,
             client.stream(
-                "GET", url, headers={"Accept": "application/vc+ld+json, application/json"}
+                "GET", url, headers={"Accept": accept}
             ) as response,
         ):
             _peer_check(response, url, policy=policy)
@@ -224,3 +229,55 @@ class StatusListCache:
 CACHE = StatusListCache()
 
 Fetcher = Callable[[str], bytes]
+
+
+# --- IETF Token Status List (SD-JWT VC `status.status_list`) ---------------------------------
+#
+# Unlike the W3C lists, statuses are packed from the least significant bit of each byte up
+# (index 0 is `bytes[0] & 0x01` when bits is 1), `bits` may be 1, 2, 4 or 8, and `lst` is
+# base64url of ZLIB (not GZIP) data.
+
+TOKEN_STATUS_BITS = (1, 2, 4, 8)
+TOKEN_STATUS_VALID, TOKEN_STATUS_INVALID, TOKEN_STATUS_SUSPENDED = 0, 1, 2
+
+
+def token_status_decode(lst: Any, bits: Any) -> bytes:
+    """The raw bytes of a Token Status List's `lst` (base64url ZLIB), capped in size."""
+    if isinstance(bits, bool) or bits not in TOKEN_STATUS_BITS:
+        raise StatusError(f"the status list's bits {bits!r} is not 1, 2, 4 or 8")
+    if not isinstance(lst, str) or not lst:
+        raise StatusError("the status list has no lst")
+    try:
+        compressed = base64.urlsafe_b64decode(lst + "=" * (-len(lst) % 4))
+    except (ValueError, TypeError) as exc:
+        raise StatusError("the status list's lst is not base64url") from exc
+    decompressor = zlib.decompressobj()
+    try:
+        data = decompressor.decompress(compressed, MAX_DECOMPRESSED_BYTES + 1)
+    except zlib.error as exc:
+        raise StatusError("the status list's lst is not ZLIB data") from exc
+    if len(data) > MAX_DECOMPRESSED_BYTES or decompressor.unconsumed_tail:
+        raise StatusError("the status list is larger than allowed")
+    return data
+
+
+def token_status_value(data: bytes, bits: int, index: int) -> int:
+    """The status of `index` (least significant bits first)."""
+    per_byte = 8 // bits
+    if index < 0 or index >= len(data) * per_byte:
+        raise StatusError(f"status index {index} is outside the status list")
+    byte = data[index // per_byte]
+    return (byte >> ((index % per_byte) * bits)) & ((1 << bits) - 1)
+
+
+def token_status_encode(statuses: dict[int, int], *, size: int, bits: int = 1) -> str:
+    """`lst` for a list of `size` statuses where `statuses` maps index -> value (issuer side)."""
+    if bits not in TOKEN_STATUS_BITS:
+        raise ValueError("bits must be 1, 2, 4 or 8")
+    per_byte = 8 // bits
+    out = bytearray((size + per_byte - 1) // per_byte)
+    for index, value in statuses.items():
+        if not 0 <= index < size or not 0 <= value < (1 << bits):
+            raise ValueError(f"status {value} at {index} does not fit")
+        out[index // per_byte] |= value << ((index % per_byte) * bits)
+    return base64.urlsafe_b64encode(zlib.compress(bytes(out), 9)).decode().rstrip("=")
