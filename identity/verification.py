@@ -77,6 +77,8 @@ class Expectation:
     domain: str
     credential_type: str
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # OpenID4VP 1.0 wallets sign for the verifier's client_id; that names us as well.
+    other_domains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -548,7 +550,9 @@ def presentation_verify(
         raise PresentationRefused(
             "wrong_nonce", "the presentation was not made for this request (wrong nonce)"
         )
-    if presentation.domain != expectation.domain:
+    if presentation.domain != expectation.domain and (
+        not presentation.domain or presentation.domain not in expectation.other_domains
+    ):
         raise PresentationRefused(
             "wrong_domain",
             f"the presentation was made for another site (domain must be {expectation.domain})",
