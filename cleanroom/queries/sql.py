@@ -450,6 +450,8 @@ class _Compiler:
         raise _refuse(f"GROUP BY {_construct_name(node)} is not allowed.")
 
     def histogram(self, node: exp.WidthBucket, alias: str | None) -> GroupKey:
+        if self.allowed_aggregates is not None and "histogram" not in self.allowed_aggregates:
+            raise _refuse("Histograms (WIDTH_BUCKET) are not allowed by the dataset policy.")
         spec = self.column(node.this)
         if spec.type not in NUMERIC_TYPES:
             raise _refuse("WIDTH_BUCKET applies to numeric columns only.")

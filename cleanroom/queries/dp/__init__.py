@@ -2,6 +2,7 @@
 
 from cleanroom.queries.dp.engine import (
     ALPHA,
+    PRIVACY_UNIT,
     EngineError,
     Mechanism,
     PrivacyUnit,
@@ -15,6 +16,7 @@ from cleanroom.queries.dp.engine import (
 
 __all__ = [
     "ALPHA",
+    "PRIVACY_UNIT",
     "EngineError",
     "Mechanism",
     "PrivacyUnit",

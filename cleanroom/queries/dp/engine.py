@@ -6,17 +6,30 @@ built from the dataset's public policy, a target epsilon, and later a Polars
 
 How a query becomes a measurement:
 
-- Privacy unit = contributor: the frame's ``contributor_id`` is OpenDP's identifier
-  (``SymmetricIdDistance``, one contributor added or removed), and every contributor is
-  truncated to ``max_rows_per_contributor`` rows *after* the WHERE filter (OpenDP's
-  ``truncate_per_group`` pattern, ``keep="first"``). Without a ``by``, that bounds the
-  rows a contributor has in all groups together, so Laplace noise on each group's count
-  and sum is calibrated to that total (L1) influence.
+- Privacy unit = contributor, neighbour relation = *replace one*: the frame's
+  ``contributor_id`` is OpenDP's identifier and the input metric is
+  ``ChangeOneIdDistance`` (``unit_of(changes=1, identifier=...)``): two pools are
+  neighbours when one contributor's whole data is replaced by anyone else's, the pool
+  size staying the same. The size is public (the catalog shows it, results carry it, and
+  every contributor can derive it from their share of a payment), so "added or removed"
+  would protect nothing that is not already known, while charging half the loss of what
+  a replacement reveals. The loss of this relation is what ``map`` reports, what the
+  budget is charged and what every figure shows (see ``PRIVACY_UNIT``). Every
+  contributor is truncated to ``max_rows_per_contributor`` rows *after* the WHERE filter
+  (OpenDP's ``truncate_per_group`` pattern, ``keep="first"``). Without a ``by``, that
+  bounds the rows a contributor has in all groups together, so Laplace noise on each
+  group's count and sum is calibrated to that total (L1) influence.
 - Public keys: group keys come from the schema (categories, booleans, histogram bins);
   the aggregated frame is joined onto the full key set (``with_keys``), so every group is
   released (with noise) whether or not it has rows, and no threshold is needed.
 - AVG is the noisy SUM divided by the noisy COUNT of the same group, and the COUNT is
-  shared with ``COUNT(*)`` when both are asked: half the noise of a separate mean.
+  shared with ``COUNT(*)`` when both are asked: half the noise of a separate mean. Its
+  95% interval is one interval per cell (``mean_half_width``): the error of S'/N' is
+  about (e_S - mean * e_N) / N, a difference of two independent Laplace variables of
+  public scales, whose two-sided tail has a closed form; the half-width solves it at
+  the released mean and divides by the released count (plug-in, from noisy values and
+  public scales only). Where the released count is too small for that to mean anything
+  the interval is the column's public bounds.
 - Calibration in closed form: pure-DP loss is proportional to ``1/scale``, so the
   measurement is built once at ``global_scale=1``, the scale solved as
   ``loss(1) / epsilon``, rebuilt and verified with ``map(d_in)`` (nudged up if float
@@ -61,10 +74,15 @@ from cleanroom.queries.sql import IDENTIFIER_COLUMN, QUANTILE_CANDIDATES, Aggreg
 dp.enable_features("contrib")
 
 ALPHA = 0.05
-# The joint interval of a mean uses the union bound over its sum and count.
-MEAN_COMPONENT_ALPHA = ALPHA / 2
 MAX_EPSILON = 100.0
 MAX_DELTA = 1e-3
+# OpenDP counts rows in u32: a pool bound of 2^32 rows or more cannot be measured.
+MAX_POOL_ROWS = 2**32 - 1
+PRIVACY_UNIT = (
+    "One contributor's whole data (all their rows, truncated to the policy's rows per "
+    "contributor) replaced by anyone else's, with the pool size public. Epsilon and delta "
+    "are the loss of that relation (OpenDP ChangeOneIdDistance on the contributor)."
+)
 SHM_DIR = "/dev/shm"  # noqa: S108 - RAM-backed, see _as_scan
 POLARS_TYPES: dict[str, Any] = {
     "integer": pl.Int64,
@@ -114,8 +132,40 @@ class Mechanism:
     # Approximate DP only (private keys): the delta spent and the count threshold.
     delta: float | None = None
     threshold: int | None = None
+    # (statistic, alpha) -> half-width: asked once per released cell, computed once.
+    _half_widths: dict[tuple[str, float], float | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def parameters(self) -> dict[str, Any]:
+        """Everything that fixes this mechanism's privacy loss, as plain JSON values.
+
+        Stored with a query at submission; a run rebuilt from the policy at execution time
+        must give the same, or it is not the mechanism that was priced and charged.
+        """
+        return {
+            "relation": "change_one_contributor",
+            "epsilon": self.epsilon,
+            "delta": self.delta or 0.0,
+            "threshold": self.threshold,
+            "max_rows_per_contributor": self.unit.max_rows_per_contributor,
+            "max_rows": self.unit.max_rows,
+            "noise": {name: [kind, scale] for name, (kind, scale) in sorted(self.noise.items())},
+            "bounds": {
+                a.column: [a.lower, a.upper]
+                for a in self.plan.aggregates
+                if a.column is not None and a.lower is not None
+            },
+            "keys": [[key.column, list(key.labels), key.private] for key in self.plan.group_keys],
+        }
 
     def half_width(self, statistic: str, alpha: float = ALPHA) -> float | None:
+        key = (statistic, alpha)
+        if key not in self._half_widths:
+            self._half_widths[key] = self._half_width(statistic, alpha)
+        return self._half_widths[key]
+
+    def _half_width(self, statistic: str, alpha: float) -> float | None:
         distribution, scale = self.noise.get(statistic, ("", float("nan")))
         if not distribution or not math.isfinite(scale):
             return None
@@ -127,8 +177,12 @@ class Mechanism:
             return float(dp.laplacian_scale_to_accuracy(scale, alpha))
         return None
 
-    def accuracy(self) -> list[dict[str, Any]]:
-        """Expected 95% half-width per output column, from public information only."""
+    def accuracy(self, group_size: int | None = None) -> list[dict[str, Any]]:
+        """Expected 95% half-width per output column, from public information only.
+
+        A mean's half-width depends on its group's size: given ``group_size`` (e.g. the
+        public pool size over the number of groups) it is stated for a group that large.
+        """
         out: list[dict[str, Any]] = []
         for aggregate in self.plan.aggregates:
             entry: dict[str, Any] = {
@@ -147,14 +201,24 @@ class Mechanism:
                 entry["distribution"], entry["scale"] = self.noise[name]
             elif aggregate.kind == "avg":
                 name = f"__sum_{aggregate.column}"
-                entry["half_width"] = None
-                entry["sum_half_width"] = self.half_width(name, MEAN_COMPONENT_ALPHA)
-                entry["count_half_width"] = self.half_width("__len", MEAN_COMPONENT_ALPHA)
-                entry["note"] = (
-                    "The mean is the noisy sum over the noisy count: its interval narrows "
-                    "as the group grows (sum and count half-widths are at 97.5% each)."
-                )
                 entry["distribution"], entry["scale"] = self.noise[name]
+                entry["count_scale"] = self.noise["__len"][1]
+                entry["half_width"] = None
+                if group_size:
+                    # Worst case over the column's bounds: the mean's error grows with it.
+                    largest = max(abs(float(aggregate.lower or 0)), abs(float(aggregate.upper or 0)))
+                    entry["half_width"] = mean_half_width(
+                        sum_scale=self.noise[name][1],
+                        count_scale=self.noise["__len"][1],
+                        mean=largest,
+                        count=float(group_size),
+                    )
+                    entry["group_size"] = group_size
+                entry["note"] = (
+                    "One 95% interval per cell: the noisy sum over the noisy count, its error "
+                    "(sum noise minus mean times count noise) divided by the count; it narrows "
+                    "as the group grows."
+                )
             else:
                 entry["half_width"] = None
                 entry["distribution"] = "Exponential mechanism"
@@ -320,7 +384,8 @@ def _space(plan: Plan, unit: PrivacyUnit) -> tuple[Any, Any, Any, dict[str, Any]
             domain,
             dp.polars.Margin(by=by, max_length=unit.max_rows, max_groups=unit.max_rows),
         )
-    metric, d_in = dp.unit_of(contributions=1, identifier=IDENTIFIER_COLUMN)
+    # Replace-one: the pool size is public, so that is the relation to charge for.
+    metric, d_in = dp.unit_of(changes=1, identifier=IDENTIFIER_COLUMN)
     return domain, metric, d_in, schema
 
 
@@ -357,7 +422,8 @@ def _threshold_for(plan: Plan, unit: PrivacyUnit, scale: float, delta: float) ->
     while low < high:
         middle = (low + high) // 2
         try:
-            fits = _loss(_make(plan, unit, scale, middle)[0], 1)[1] <= delta
+            measurement, d_in, _ = _make(plan, unit, scale, middle)
+            fits = _loss(measurement, d_in)[1] <= delta
         except OpenDPException:
             fits = False
         if fits:
@@ -382,6 +448,12 @@ def mechanism_build(
         raise EngineError(f"epsilon above {MAX_EPSILON} is refused.")
     if unit.max_rows_per_contributor < 1 or unit.max_rows < 1:
         raise EngineError("The privacy unit needs at least one row per contributor.")
+    if unit.max_rows > MAX_POOL_ROWS:
+        raise EngineError(
+            "The policy allows more rows than the engine can count (rows per contributor "
+            f"times max contributors is {unit.max_rows:,}, above {MAX_POOL_ROWS:,}): "
+            "compliance must lower max_rows_per_contributor or max_contributors."
+        )
     if plan.has_private_keys and not (
         delta is not None and math.isfinite(delta) and 0 < delta <= MAX_DELTA
     ):
@@ -413,6 +485,9 @@ def mechanism_build(
         summary = summarize_polars_measurement(measurement)
     except OpenDPException as error:
         raise EngineError(_opendp_message(error)) from None
+    except (ValueError, OverflowError, pl.exceptions.PolarsError) as error:
+        # OpenDP raises plain ValueErrors for parameters it cannot represent (e.g. u32).
+        raise EngineError(f"The query cannot be made private: {str(error)[:200]}") from None
     noise = {
         str(row["column"]): (str(row["distribution"]), float(row["scale"]))
         for row in summary.iter_rows(named=True)
@@ -565,7 +640,6 @@ def _release(mechanism: Mechanism, output: pl.DataFrame) -> Release:
     plan = mechanism.plan
     output = _sorted_by_keys(plan, output)
     len_half = mechanism.half_width("__len")
-    len_half_mean = mechanism.half_width("__len", MEAN_COMPONENT_ALPHA)
     rows: list[list[Any]] = []
     intervals: list[list[list[float] | None]] = []
     for record in output.iter_rows(named=True):
@@ -579,7 +653,7 @@ def _release(mechanism: Mechanism, output: pl.DataFrame) -> Release:
                 row_intervals.append(None)
                 continue
             aggregate = next(a for a in plan.aggregates if a.alias == name)
-            value, interval = _value(mechanism, aggregate, record, len_half, len_half_mean)
+            value, interval = _value(mechanism, aggregate, record, len_half)
             row.append(value)
             row_intervals.append(interval)
         rows.append(row)
@@ -615,7 +689,6 @@ def _value(
     aggregate: Aggregate,
     record: dict[str, Any],
     len_half: float | None,
-    len_half_mean: float | None,
 ) -> tuple[Any, list[float] | None]:
     if aggregate.kind == "count":
         raw = _number(record["__len"])
@@ -636,34 +709,89 @@ def _value(
         name = f"__sum_{aggregate.column}"
         total = _number(record[name])
         count = _number(record["__len"])
-        half_sum = mechanism.half_width(name, MEAN_COMPONENT_ALPHA)
         lower = float(aggregate.lower) if aggregate.lower is not None else -math.inf
         upper = float(aggregate.upper) if aggregate.upper is not None else math.inf
-        if total is None or count is None or half_sum is None or len_half_mean is None:
+        if total is None or count is None or len_half is None:
             return None, None
         mean = min(max(total / count, lower), upper) if count >= 1 else None
-        return mean, _mean_interval(total, count, half_sum, len_half_mean, lower, upper)
+        return mean, _mean_interval(
+            mean=mean,
+            count=count,
+            sum_scale=mechanism.noise[name][1],
+            count_scale=mechanism.noise["__len"][1],
+            count_half_width=len_half,
+            lower=lower,
+            upper=upper,
+        )
     raw = _number(record[_quantile_name(aggregate)])
     return raw, None
 
 
-def _mean_interval(
-    total: float, count: float, half_sum: float, half_count: float, lower: float, upper: float
-) -> list[float]:
-    """Sum in [S±a] and count in [N±b] (each at 97.5%) bound the mean at 95% jointly.
+def _laplace_difference_tail(t: float, a: float, b: float) -> float:
+    """P(|X - Y| > t) for independent X ~ Laplace(a), Y ~ Laplace(b) (a closed form).
 
-    >>> _mean_interval(1000.0, 100.0, 50.0, 10.0, 0.0, 100.0)
-    [8.636363636363637, 11.666666666666666]
-    >>> _mean_interval(1000.0, 5.0, 50.0, 10.0, 0.0, 100.0)
+    >>> round(_laplace_difference_tail(0.0, 1.0, 2.0), 12)
+    1.0
+    >>> round(_laplace_difference_tail(3.0, 1.0, 0.0), 6) == round(math.exp(-3.0), 6)
+    True
+    """
+    a, b = max(a, b), min(a, b)
+    if b <= 0:
+        return math.exp(-t / a) if a > 0 else float(t < 0)
+    if math.isclose(a, b, rel_tol=1e-9):
+        return math.exp(-t / a) * (1 + t / (2 * a))
+    return (a * a * math.exp(-t / a) - b * b * math.exp(-t / b)) / (a * a - b * b)
+
+
+def mean_half_width(
+    *, sum_scale: float, count_scale: float, mean: float, count: float, alpha: float = ALPHA
+) -> float:
+    """Half-width of the (1 - alpha) interval of a mean S'/N' released as noisy S and N.
+
+    S'/N' - S/N is about (e_S - mean * e_N) / N: the tail of that difference of two
+    Laplace variables (scales ``sum_scale`` and ``|mean| * count_scale``) is solved for
+    alpha by bisection, then divided by the count. Only public scales and released
+    values go in.
+
+    >>> round(mean_half_width(sum_scale=1.0, count_scale=0.0, mean=5.0, count=100.0), 6)
+    0.029957
+    """
+    a, b = float(sum_scale), abs(float(mean)) * float(count_scale)
+    low, high = 0.0, 1.0
+    while _laplace_difference_tail(high, a, b) > alpha:
+        high *= 2
+    for _ in range(64):  # 2^-64 of the bracket: far below any printed digit
+        middle = (low + high) / 2
+        if _laplace_difference_tail(middle, a, b) > alpha:
+            low = middle
+        else:
+            high = middle
+    return high / count
+
+
+def _mean_interval(
+    *,
+    mean: float | None,
+    count: float,
+    sum_scale: float,
+    count_scale: float,
+    count_half_width: float,
+    lower: float,
+    upper: float,
+) -> list[float]:
+    """The released mean's 95% interval, clipped to the column's public bounds.
+
+    Where the released count is within its own half-width of zero, the group may be
+    empty or tiny: the interval is the whole public range, which is honest.
+
+    >>> _mean_interval(mean=10.0, count=5.0, sum_scale=1.0, count_scale=1.0,
+    ...                count_half_width=6.0, lower=0.0, upper=100.0)
     [0.0, 100.0]
     """
-    count_low = count - half_count
-    if count_low <= 0:
+    if mean is None or count - count_half_width <= 0:
         return [lower, upper]
-    corners = [
-        s / n for s in (total - half_sum, total + half_sum) for n in (count_low, count + half_count)
-    ]
-    return [max(min(corners), lower), min(max(corners), upper)]
+    half = mean_half_width(sum_scale=sum_scale, count_scale=count_scale, mean=mean, count=count)
+    return [max(mean - half, lower), min(mean + half, upper)]
 
 
 def opendp_default_calibration_seconds(
