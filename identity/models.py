@@ -15,9 +15,17 @@ from django.db import models
 class TrustedIssuer(models.Model):
     """An issuer compliance trusts, and for which credential types."""
 
+    # The issuer's identifier: a DID, an https issuer URL (SD-JWT VC keys from its JWT VC Issuer
+    # Metadata), or for a certificate `x509_hash:<base64url SHA-256 of its DER>`.
     did = models.CharField(max_length=500, unique=True)
     name = models.CharField(max_length=200)
     credential_types = models.JSONField(default=list)
+    # Credential formats trusted from this issuer ("ldp_vc", "jwt_vc_json", "dc+sd-jwt").
+    formats = models.JSONField(default=list)
+    # SD-JWT VC types (vct) trusted from this issuer.
+    vcts = models.JSONField(default=list)
+    # PEM of the trusted certificate (x5c chains must lead to it); empty for DIDs and URLs.
+    certificate = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -37,6 +45,18 @@ class PresentationRequest(models.Model):
     nonce = models.CharField(max_length=64, unique=True)
     domain = models.CharField(max_length=300)
     credential_type = models.CharField(max_length=200)
+    # OpenID4VP 1.0: what was asked, fixed when the request is made (the signed request object
+    # and the verification of the answer read the same values).
+    state = models.CharField(max_length=64, blank=True, default="")
+    client_id = models.CharField(max_length=600, blank=True, default="")
+    formats = models.JSONField(default=list)
+    response_mode = models.CharField(max_length=30, default="direct_post")
+    dcql_query = models.JSONField(default=dict)
+    # {"vcts": [...], "claims": [[...path], ...]} of the onboarding policy at creation
+    policy = models.JSONField(default=dict)
+    # The ephemeral private key (JWK) responses to a direct_post.jwt request are encrypted to;
+    # it lives as long as the request row.
+    encryption_key = models.TextField(blank=True, default="")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()

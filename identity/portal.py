@@ -21,7 +21,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from cleanroom.errors import DomainError
-from identity import selectors, services
+from identity import publications, selectors, services
 from identity.models import PresentationRequest
 from portal.access import roles
 
@@ -49,6 +49,24 @@ def join(request: HttpRequest) -> HttpResponse:
         "credential_type": presentation_request.credential_type,
     }
     return render(request, "identity/join.html", context)
+
+
+@require_GET
+def demo_issuer_metadata(request: HttpRequest) -> HttpResponse:
+    """The demo SD-JWT VC issuer's JWT VC Issuer Metadata (its signing keys)."""
+    body = publications.metadata()
+    if body is None:
+        raise Http404("No demo issuer is published here.")
+    return HttpResponse(body, content_type="application/json")
+
+
+@require_GET
+def demo_issuer_status_list(request: HttpRequest) -> HttpResponse:
+    """The demo issuer's Token Status List (statuslist+jwt)."""
+    body = publications.status_list()
+    if body is None:
+        raise Http404("No demo status list is published here.")
+    return HttpResponse(body, content_type="application/statuslist+jwt")
 
 
 @require_GET

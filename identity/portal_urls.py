@@ -7,6 +7,8 @@ from identity import portal
 app_name = "identity"
 urlpatterns: list[URLPattern | URLResolver] = [
     path("join/", portal.join, name="join"),
+    path(".well-known/jwt-vc-issuer/demo-issuer", portal.demo_issuer_metadata, name="demo-issuer-metadata"),
+    path("demo-issuer/status-list", portal.demo_issuer_status_list, name="demo-issuer-status-list"),
     path("join/<str:request_id>/status/", portal.join_status, name="join-status"),
     path("compliance/trusted-issuers/", portal.trusted_issuers, name="trusted-issuers"),
     path(

@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
 from django.conf import settings
@@ -38,7 +38,16 @@ from cleanroom.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
-from identity import selectors, statuslist, verification
+from identity import (
+    jose,
+    onboarding,
+    pipeline,
+    publications,
+    sd_jwt_vc,
+    selectors,
+    statuslist,
+    verification,
+)
 from identity.models import ContributorCredential, PresentationRequest, TrustedIssuer
 
 # A presentation with a few credentials is a few kilobytes; anything near this is an attack.
@@ -60,15 +69,57 @@ def _ttl() -> timedelta:
 
 
 @transaction.atomic
-def presentation_request_create(*, credential_type: str | None = None) -> PresentationRequest:
-    """A new request: a fresh single-use nonce, our origin as domain, the onboarding type."""
+def presentation_request_create(
+    *,
+    credential_type: str | None = None,
+    formats: list[str] | None = None,
+    response_mode: str | None = None,
+) -> PresentationRequest:
+    """A new request: a fresh single-use nonce and state, our origin as domain, the onboarding
+    policy's formats (or the subset asked for) and a DCQL query built from it and the registry."""
     presentation_requests_purge()
-    return PresentationRequest.objects.create(
+    policy = onboarding.policy()
+    if formats is None:
+        chosen = policy.formats
+    else:
+        if not isinstance(formats, list) or not formats:
+            raise ValidationFailed("format must name at least one presentation format.")
+        unknown = [f for f in formats if f not in policy.formats]
+        if unknown:
+            raise ValidationFailed(
+                f"format {unknown[0]!r} is not one onboarding accepts "
+                f"(accepted: {', '.join(policy.formats)})."
+            )
+        chosen = tuple(dict.fromkeys(formats))
+    mode = response_mode or onboarding.response_mode_default()
+    if mode not in onboarding.RESPONSE_MODES:
+        raise ValidationFailed(
+            f"response_mode must be one of {', '.join(onboarding.RESPONSE_MODES)}, not {mode!r}."
+        )
+    wanted_type = credential_type or settings.CLEANROOM_ONBOARDING_CREDENTIAL
+    request = PresentationRequest(
         nonce=secrets.token_urlsafe(32),
+        state=secrets.token_urlsafe(16),
         domain=settings.CLEANROOM_ORIGIN,
-        credential_type=credential_type or settings.CLEANROOM_ONBOARDING_CREDENTIAL,
+        credential_type=wanted_type,
+        formats=list(chosen),
+        response_mode=mode,
         expires_at=timezone.now() + _ttl(),
+        policy={"vcts": list(policy.vcts), "claims": [list(p) for p in policy.required_claims]},
+        dcql_query=onboarding.dcql_query(
+            formats=chosen,
+            policy=policy,
+            w3c_issuers=selectors.trusted_dids_for(credential_type=wanted_type),
+            sd_jwt_vcts=selectors.trusted_vcts(),
+        ),
     )
+    request.client_id = onboarding.client_id(response_uri=selectors.response_uri(request))
+    if mode == "direct_post.jwt":
+        key = jose.key_generate(algorithm="ECDH-ES")
+        key["kid"] = secrets.token_urlsafe(8)
+        request.encryption_key = json.dumps(key)
+    request.save(force_insert=True)
+    return request
 
 
 def presentation_requests_purge(*, limit: int = 200) -> int:
@@ -118,28 +169,76 @@ class BodyTooLarge(PayloadTooLarge):
     code = "too_large"
 
 
-def _vp_token_from(body: bytes, content_type: str) -> Any:
+@dataclass(frozen=True)
+class _Response:
+    vp_token: Any
+    state: str | None
+
+
+def _form_value(form: dict[str, list[str]], name: str) -> str | None:
+    values = form.get(name) or []
+    if len(values) > 1:
+        raise verification.PresentationRefused("malformed", f"the form has several {name} values")
+    return values[0] if values else None
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
+        return _json(value)
+    return value
+
+
+def _response_from(body: bytes, content_type: str, request: PresentationRequest) -> _Response:
+    """The wallet's answer: a direct_post form (vp_token, state), a direct_post.jwt form
+    (response: a JWE to the request's key) or the API v1 JSON body {"vp_token": ...}."""
     if len(body) > MAX_RESPONSE_BYTES:
         raise BodyTooLarge(f"The response is larger than {MAX_RESPONSE_BYTES} bytes.")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise verification.PresentationRefused("malformed", "the body is not UTF-8 text") from exc
+    encrypted: str | None = None
     if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
-        values = parse_qs(text).get("vp_token") or []
-        if len(values) != 1:
-            raise verification.PresentationRefused("malformed", "the form has no single vp_token")
-        token: Any = values[0]
-        if token.lstrip().startswith("{"):
-            token = _json(token)
-        return token
-    data = _json(text)
-    if not isinstance(data, dict) or "vp_token" not in data:
-        raise verification.PresentationRefused("malformed", "the body has no vp_token")
-    token = data["vp_token"]
-    if isinstance(token, str) and token.lstrip().startswith("{"):
-        token = _json(token)
-    return token
+        form = parse_qs(text, keep_blank_values=True)
+        encrypted = _form_value(form, "response")
+        if encrypted is None:
+            token = _form_value(form, "vp_token")
+            if token is None:
+                raise verification.PresentationRefused(
+                    "malformed", "the form has no vp_token (nor an encrypted response)"
+                )
+            answer = _Response(_maybe_json(token), _form_value(form, "state"))
+    else:
+        data = _json(text)
+        if not isinstance(data, dict) or ("vp_token" not in data and "response" not in data):
+            raise verification.PresentationRefused("malformed", "the body has no vp_token")
+        if "response" in data:
+            encrypted = data["response"]
+        else:
+            state = data.get("state")
+            answer = _Response(_maybe_json(data["vp_token"]), state if isinstance(state, str) else None)
+    if encrypted is not None:
+        if request.response_mode != "direct_post.jwt" or not request.encryption_key:
+            raise verification.PresentationRefused(
+                "response_mode_mismatch", "this request asked for a plain direct_post response"
+            )
+        try:
+            payload = _json(
+                jose.jwe_decrypt(encrypted, json.loads(request.encryption_key)).decode("utf-8")
+            )
+        except jose.JoseError as exc:
+            raise verification.PresentationRefused(exc.code, exc.message) from exc
+        except UnicodeDecodeError as exc:
+            raise verification.PresentationRefused("malformed", "the response is not UTF-8") from exc
+        if not isinstance(payload, dict) or "vp_token" not in payload:
+            raise verification.PresentationRefused("malformed", "the encrypted response has no vp_token")
+        state = payload.get("state")
+        return _Response(_maybe_json(payload["vp_token"]), state if isinstance(state, str) else None)
+    if request.response_mode == "direct_post.jwt":
+        raise verification.PresentationRefused(
+            "response_not_encrypted", "this request asked for an encrypted response (direct_post.jwt)"
+        )
+    return answer
 
 
 def _json(text: str) -> Any:
@@ -171,6 +270,27 @@ def _status_check() -> verification.StatusCheck:
         )
 
     return check
+
+
+def _fetcher() -> sd_jwt_vc.Fetch:
+    """Fetch issuer metadata and status lists under the status-list policy; what our own
+    service publishes (the demo issuer) is read in-process instead of over HTTP."""
+    policy = statuslist.FetchPolicy(
+        timeout_seconds=float(getattr(settings, "CLEANROOM_STATUS_LIST_TIMEOUT_SECONDS", 5.0)),
+        max_bytes=int(getattr(settings, "CLEANROOM_STATUS_LIST_MAX_BYTES", 256 * 1024)),
+        allow_private_addresses=bool(
+            getattr(settings, "CLEANROOM_STATUS_LIST_ALLOW_PRIVATE", False)
+        ),
+        ca_bundle=getattr(settings, "CLEANROOM_STATUS_LIST_CA_BUNDLE", None) or None,
+    )
+
+    def fetch(url: str, accept: str) -> bytes:
+        local = publications.local_fetch(url)
+        if local is not None:
+            return local
+        return statuslist.http_fetch(url, policy=policy, accept=accept)
+
+    return fetch
 
 
 def presentation_submit(
@@ -219,7 +339,6 @@ def _admit(
     if len(body) > MAX_RESPONSE_BYTES or content_length > MAX_RESPONSE_BYTES:
         raise BodyTooLarge(f"The response is larger than {MAX_RESPONSE_BYTES} bytes.")
     request = selectors.presentation_request_get(request_id=request_id)
-    vp_token = _vp_token_from(body, content_type)
     now = timezone.now()
     if request.status == PresentationRequest.Status.ACCEPTED:
         raise verification.PresentationRefused(
@@ -229,17 +348,29 @@ def _admit(
         raise verification.PresentationRefused(
             "nonce_expired", "this request (and its nonce) has expired; start again"
         )
-    trusted = selectors.trust_snapshot()
-    verified = verification.presentation_verify(
-        vp_token=vp_token,
-        expectation=verification.Expectation(
+    answer = _response_from(body, content_type, request)
+    if answer.state is not None and request.state and answer.state != request.state:
+        raise verification.PresentationRefused(
+            "wrong_state", "the response's state is not this request's"
+        )
+    policy = request.policy or {}
+    verified = pipeline.response_verify(
+        vp_token=answer.vp_token,
+        request=pipeline.Request(
             nonce=request.nonce,
             domain=request.domain,
+            client_id=request.client_id or request.domain,
             credential_type=request.credential_type,
+            formats=tuple(request.formats or ("ldp_vp", "jwt_vp")),
+            dcql=selectors.dcql_query(request),
+            vcts=tuple(policy.get("vcts") or ()),
+            required_claims=tuple(tuple(p) for p in policy.get("claims") or ()),
             now=now,
         ),
-        trust=trusted.get,
+        w3c_trust=selectors.trust_snapshot().get,
+        sd_jwt_trust=selectors.sd_jwt_trust(),
         status=_status_check(),
+        fetch=_fetcher(),
     )
     with transaction.atomic():
         contributor, created = contributor_get_or_create(did=verified.holder)
@@ -308,58 +439,180 @@ def presentation_session_claim(*, request_id: UUID | str) -> User | None:
 # --- trusted issuers -------------------------------------------------------------------------
 
 
-def _issuer_input(did: str, name: str, credential_types: list[str]) -> tuple[str, str, list[str]]:
-    did = (did or "").strip()
+ISSUER_FORMATS = ("ldp_vc", "jwt_vc_json", "dc+sd-jwt")
+VCT_PATTERN = re.compile(r"^[^\s]{1,200}$")
+
+
+@dataclass(frozen=True)
+class _IssuerInput:
+    did: str
+    name: str
+    credential_types: list[str]
+    formats: list[str]
+    vcts: list[str]
+    certificate: str
+
+
+def _issuer_identifier(did: str, certificate: str) -> tuple[str, str]:
+    """(identifier, certificate PEM): a DID, an https issuer URL, or a certificate's hash."""
+    if certificate:
+        try:
+            parsed = jose.certificate_load(certificate.strip())
+        except jose.JoseError as exc:
+            raise ValidationFailed("certificate must be a PEM X.509 certificate.") from exc
+        identifier = f"x509_hash:{jose.certificate_hash(parsed)}"
+        if did and did != identifier:
+            raise ValidationFailed(
+                "With a certificate, leave did empty (the issuer is keyed by the certificate's hash)."
+            )
+        return identifier, jose.certificate_pem(parsed)
+    if verification.did_method(did) is not None:
+        return did, ""
+    parts = urlsplit(did)
+    own = did.startswith(settings.CLEANROOM_ORIGIN.rstrip("/") + "/")
+    if parts.scheme == "https" or (parts.scheme == "http" and own):
+        if not parts.hostname or parts.query or parts.fragment or parts.username:
+            raise ValidationFailed("An issuer URL is an https URL with no query or fragment.")
+        return did.rstrip("/") if parts.path not in ("", "/") else did, ""
+    raise ValidationFailed(
+        "did must be a DID (did:key:z6Mk...), an https issuer URL (SD-JWT VC issuers), "
+        "or give a certificate instead."
+    )
+
+
+def _issuer_input(
+    did: str,
+    name: str,
+    credential_types: list[str] | None,
+    *,
+    formats: list[str] | None = None,
+    vcts: list[str] | None = None,
+    certificate: str = "",
+) -> _IssuerInput:
+    identifier, pem = _issuer_identifier((did or "").strip(), (certificate or "").strip())
     name = (name or "").strip()
-    if verification.did_method(did) is None:
-        raise ValidationFailed("did must be a DID such as did:key:z6Mk...")
     if not name:
         raise ValidationFailed("name is required.")
-    if not isinstance(credential_types, list) or not credential_types:
-        raise ValidationFailed("credential_types must list at least one credential type.")
+    types_in = credential_types or []
+    vcts_in = vcts or []
+    if not isinstance(types_in, list) or not isinstance(vcts_in, list):
+        raise ValidationFailed("credential_types and vcts must be lists.")
+    if not types_in and not vcts_in:
+        raise ValidationFailed(
+            "credential_types must list at least one credential type (or vcts an SD-JWT VC type)."
+        )
     cleaned: list[str] = []
-    for value in credential_types:
+    for value in types_in:
         if not isinstance(value, str) or not TYPE_NAME.match(value.strip()):
             raise ValidationFailed(f"{value!r} is not a credential type name.")
         if value.strip() == "VerifiableCredential":
             raise ValidationFailed("VerifiableCredential is too general to trust an issuer for.")
         if value.strip() not in cleaned:
             cleaned.append(value.strip())
-    return did, name, cleaned
+    cleaned_vcts: list[str] = []
+    for value in vcts_in:
+        if not isinstance(value, str) or not VCT_PATTERN.match(value.strip()):
+            raise ValidationFailed(f"{value!r} is not an SD-JWT VC type (vct).")
+        if value.strip() not in cleaned_vcts:
+            cleaned_vcts.append(value.strip())
+    is_did = identifier.startswith("did:")
+    if formats is None:
+        chosen = (["ldp_vc", "jwt_vc_json"] if cleaned and is_did else []) + (
+            ["dc+sd-jwt"] if cleaned_vcts else []
+        )
+    else:
+        if not isinstance(formats, list) or not formats:
+            raise ValidationFailed("formats must list at least one credential format.")
+        chosen = []
+        for value in formats:
+            if value not in ISSUER_FORMATS:
+                raise ValidationFailed(
+                    f"{value!r} is not a credential format (one of {', '.join(ISSUER_FORMATS)})."
+                )
+            if value not in chosen:
+                chosen.append(value)
+    if any(f in ("ldp_vc", "jwt_vc_json") for f in chosen) and (not is_did or not cleaned):
+        raise ValidationFailed("W3C formats need a DID issuer and credential_types.")
+    if "dc+sd-jwt" in chosen and not cleaned_vcts:
+        raise ValidationFailed("dc+sd-jwt needs vcts: the SD-JWT VC types trusted from this issuer.")
+    if not chosen:
+        raise ValidationFailed("This issuer would be trusted for no format.")
+    return _IssuerInput(identifier, name, cleaned, chosen, cleaned_vcts, pem)
+
+
+def _issuer_payload(issuer: TrustedIssuer) -> dict[str, Any]:
+    return {
+        "did": issuer.did,
+        "name": issuer.name,
+        "credential_types": issuer.credential_types,
+        "formats": issuer.formats,
+        "vcts": issuer.vcts,
+    }
 
 
 @transaction.atomic
 def trusted_issuer_create(
-    *, did: str, name: str, credential_types: list[str], actor: User | None
+    *,
+    did: str = "",
+    name: str,
+    credential_types: list[str] | None = None,
+    formats: list[str] | None = None,
+    vcts: list[str] | None = None,
+    certificate: str = "",
+    actor: User | None,
 ) -> TrustedIssuer:
-    """Trust an issuer for some credential types (compliance)."""
-    did, name, types = _issuer_input(did, name, credential_types)
-    if TrustedIssuer.objects.filter(did=did).exists():
-        raise Conflict("This issuer is already trusted; change its credential types instead.")
-    issuer = TrustedIssuer.objects.create(did=did, name=name, credential_types=types)
+    """Trust an issuer (DID, issuer URL or certificate) for credential types and/or vcts."""
+    data = _issuer_input(
+        did, name, credential_types, formats=formats, vcts=vcts, certificate=certificate
+    )
+    if TrustedIssuer.objects.filter(did=data.did).exists():
+        raise Conflict("This issuer is already trusted; change what it is trusted for instead.")
+    issuer = TrustedIssuer.objects.create(
+        did=data.did,
+        name=data.name,
+        credential_types=data.credential_types,
+        formats=data.formats,
+        vcts=data.vcts,
+        certificate=data.certificate,
+    )
     audit_record(
         action="identity.issuer.trusted",
         actor=actor,
         subject=f"issuer:{issuer.pk}",
-        payload={"did": did, "name": name, "credential_types": types},
+        payload=_issuer_payload(issuer),
     )
     return issuer
 
 
 @transaction.atomic
 def trusted_issuer_update(
-    *, issuer_id: int, name: str, credential_types: list[str], actor: User | None
+    *,
+    issuer_id: int,
+    name: str,
+    credential_types: list[str] | None = None,
+    formats: list[str] | None = None,
+    vcts: list[str] | None = None,
+    actor: User | None,
 ) -> TrustedIssuer:
     issuer = selectors.trusted_issuer_get(issuer_id=issuer_id)
-    _, name, types = _issuer_input(issuer.did, name, credential_types)
-    issuer.name = name
-    issuer.credential_types = types
-    issuer.save(update_fields=["name", "credential_types", "updated_at"])
+    data = _issuer_input(
+        "" if issuer.certificate else issuer.did,
+        name,
+        credential_types,
+        formats=formats,
+        vcts=issuer.vcts if vcts is None else vcts,
+        certificate=issuer.certificate,
+    )
+    issuer.name = data.name
+    issuer.credential_types = data.credential_types
+    issuer.formats = data.formats
+    issuer.vcts = data.vcts
+    issuer.save(update_fields=["name", "credential_types", "formats", "vcts", "updated_at"])
     audit_record(
         action="identity.issuer.trusted",
         actor=actor,
         subject=f"issuer:{issuer.pk}",
-        payload={"did": issuer.did, "name": name, "credential_types": types},
+        payload=_issuer_payload(issuer),
     )
     return issuer
 
@@ -376,16 +629,23 @@ def trusted_issuer_remove(*, issuer_id: int, actor: User | None) -> None:
     issuer.delete()
 
 
-def trusted_issuer_ensure(*, did: str, name: str, credential_types: list[str]) -> TrustedIssuer:
+def trusted_issuer_ensure(
+    *,
+    did: str,
+    name: str,
+    credential_types: list[str] | None = None,
+    vcts: list[str] | None = None,
+) -> TrustedIssuer:
     """Trust an issuer for these types (adding to what it has); used by the demo seed."""
     existing = TrustedIssuer.objects.filter(did=did).first()
     if existing is None:
         return trusted_issuer_create(
-            did=did, name=name, credential_types=credential_types, actor=None
+            did=did, name=name, credential_types=credential_types, vcts=vcts, actor=None
         )
-    merged = list(dict.fromkeys([*existing.credential_types, *credential_types]))
-    if merged == existing.credential_types:
+    types = list(dict.fromkeys([*existing.credential_types, *(credential_types or [])]))
+    merged_vcts = list(dict.fromkeys([*existing.vcts, *(vcts or [])]))
+    if types == existing.credential_types and merged_vcts == existing.vcts:
         return existing
     return trusted_issuer_update(
-        issuer_id=existing.pk, name=name, credential_types=merged, actor=None
+        issuer_id=existing.pk, name=name, credential_types=types, vcts=merged_vcts, actor=None
     )

@@ -583,7 +583,7 @@ def presentation_verify(
         report = vc.signatures_verify(
             presentation=presentation.raw,
             challenge=expectation.nonce,
-            domain=expectation.domain,
+            domain=str(presentation.domain),
             credentials=[c.raw for c in credentials],
         )
     except vc.BackendError as exc:

@@ -1,7 +1,14 @@
 """A small credential issuer: PersonhoodCredentials (JSON-LD with an inline context, or JWT)
-and a status list that revokes them. Used by the `cleanroom-issuer` command, the demo and tests.
+and a status list that revokes them; and PID-like SD-JWT VCs (`given_name`, `family_name`,
+`birthdate`, `age_equal_or_over`, each selectively disclosable) with an IETF Token Status List.
+Used by the `cleanroom-issuer` command, the demo and tests.
 
-Status list bits are numbered from the most significant bit of the first byte (W3C order).
+W3C status list bits are numbered from the most significant bit of the first byte (W3C order);
+Token Status List bits from the least significant (IETF order).
+
+SD-JWT VCs are signed ES256 with a P-256 key of their own. Their `iss` is the issuer's URL when
+it has one (keys published as JWT VC Issuer Metadata at `metadata()`), otherwise the key's
+did:jwk.
 """
 
 from __future__ import annotations
@@ -10,11 +17,11 @@ import json
 import os
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from identity import statuslist, vc
+from identity import jose, sdjwt, statuslist, vc
 
 CREDENTIALS_V1 = "https://www.w3.org/2018/credentials/v1"
 STATUS_LIST_2021_CONTEXT = "https://w3id.org/vc/status-list/2021/v1"
@@ -67,11 +74,33 @@ class StatusListState:
     revoked: list[int] = field(default_factory=list)
 
 
+PID_VCT = "urn:eudi:pid:1"
+AGE_THRESHOLDS = (12, 14, 16, 18, 21, 65)
+# Claims a holder may hide: all personal ones, each age threshold on its own.
+PID_DISCLOSABLE = ("given_name", "family_name", "birthdate", "nationalities", "age_equal_or_over")
+
+
+@dataclass
+class TokenStatusState:
+    uri: str
+    size: int = DEFAULT_LIST_SIZE
+    next_index: int = 0
+    revoked: list[int] = field(default_factory=list)
+
+
+def age_claims(birthdate: date, today: date) -> dict[str, bool]:
+    years = today.year - birthdate.year - ((today.month, today.day) < (birthdate.month, birthdate.day))
+    return {str(t): years >= t for t in AGE_THRESHOLDS}
+
+
 @dataclass
 class Issuer:
     key: str  # the issuer's private JWK
     name: str = "Demo personhood issuer"
     status: StatusListState | None = None
+    sd_jwt_key: dict[str, Any] | None = None  # P-256 private JWK for SD-JWT VCs
+    url: str | None = None  # the issuer identifier (iss) of its SD-JWT VCs, when it has one
+    token_status: TokenStatusState | None = None
 
     @classmethod
     def generate(cls, name: str = "Demo personhood issuer") -> Issuer:
@@ -203,6 +232,123 @@ class Issuer:
         }
         return self.sign(body, jwt=jwt)
 
+    # -- SD-JWT VC ---------------------------------------------------------------------------
+
+    def sd_jwt_signing_key(self) -> dict[str, Any]:
+        if self.sd_jwt_key is None:
+            self.sd_jwt_key = jose.key_generate(algorithm="ES256")
+            self.sd_jwt_key["kid"] = jose.thumbprint(self.sd_jwt_key)
+        return self.sd_jwt_key
+
+    @property
+    def sd_jwt_issuer(self) -> str:
+        """The `iss` of this issuer's SD-JWT VCs: its URL, or its key's did:jwk."""
+        return self.url or jose.did_jwk(self.sd_jwt_signing_key())
+
+    def _sd_jwt_header(self, typ: str, x5c: list[str] | None) -> dict[str, Any]:
+        key = self.sd_jwt_signing_key()
+        header: dict[str, Any] = {"alg": "ES256", "typ": typ}
+        if x5c:
+            header["x5c"] = x5c
+        elif self.url:
+            header["kid"] = key["kid"]
+        else:
+            header["kid"] = f"{self.sd_jwt_issuer}#0"
+        return header
+
+    def metadata(self) -> dict[str, Any]:
+        """JWT VC Issuer Metadata, served at /.well-known/jwt-vc-issuer{path of url}."""
+        if not self.url:
+            raise ValueError("this issuer has no URL; give it one with `init --url`")
+        key = self.sd_jwt_signing_key()
+        public = {**jose.public_jwk(key), "kid": key["kid"], "alg": "ES256", "use": "sig"}
+        return {"issuer": self.url, "jwks": {"keys": [public]}}
+
+    def issue_sd_jwt(
+        self,
+        *,
+        holder_jwk: dict[str, Any],
+        given_name: str,
+        family_name: str = "",
+        birthdate: date,
+        nationalities: list[str] | None = None,
+        vct: str = PID_VCT,
+        valid_days: float = 365,
+        issued_at: datetime | None = None,
+        with_status: bool = False,
+        x5c: list[str] | None = None,
+        extra: dict[str, Any] | None = None,
+        disclosable: tuple[str, ...] = PID_DISCLOSABLE,
+    ) -> str:
+        """A PID-like SD-JWT VC bound to `holder_jwk` (the wallet's key), every personal claim
+        and every age threshold selectively disclosable."""
+        issued = issued_at or datetime.now(UTC) - timedelta(minutes=1)
+        claims: dict[str, Any] = {
+            "iss": self.sd_jwt_issuer,
+            "vct": vct,
+            "iat": int(issued.timestamp()),
+            "exp": int((issued + timedelta(days=valid_days)).timestamp()),
+            "cnf": {"jwk": jose.public_jwk(holder_jwk)},
+            "given_name": given_name,
+            "birthdate": birthdate.isoformat(),
+            "age_equal_or_over": age_claims(birthdate, issued.date()),
+        }
+        if family_name:
+            claims["family_name"] = family_name
+        if nationalities:
+            claims["nationalities"] = nationalities
+        if with_status:
+            if self.token_status is None:
+                raise ValueError("this issuer has no token status list; create one first")
+            claims["status"] = {
+                "status_list": {"idx": self.token_status.next_index, "uri": self.token_status.uri}
+            }
+            self.token_status.next_index += 1
+        claims.update(extra or {})
+        return sdjwt.issue(
+            claims=claims,
+            selectively_disclosable=lambda path: path[0] in disclosable
+            and (len(path) == 1 or path[0] == "age_equal_or_over"),
+            key=self.sd_jwt_signing_key(),
+            header=self._sd_jwt_header("dc+sd-jwt", x5c),
+            decoys=3,
+        )
+
+    def token_status_create(self, *, uri: str, size: int = DEFAULT_LIST_SIZE) -> None:
+        self.token_status = TokenStatusState(uri=uri, size=size)
+
+    def token_status_revoke(self, index: int) -> None:
+        if self.token_status is None:
+            raise ValueError("this issuer has no token status list")
+        if not 0 <= index < self.token_status.size:
+            raise ValueError(f"index {index} is outside the list of {self.token_status.size}")
+        if index not in self.token_status.revoked:
+            self.token_status.revoked.append(index)
+
+    def token_status_list(
+        self, *, valid_seconds: int = 86400, ttl: int = 300, x5c: list[str] | None = None
+    ) -> str:
+        """The signed Token Status List (statuslist+jwt) to publish at the list's URI."""
+        if self.token_status is None:
+            raise ValueError("this issuer has no token status list")
+        now = int(datetime.now(UTC).timestamp()) - 60
+        lst = statuslist.token_status_encode(
+            {i: statuslist.TOKEN_STATUS_INVALID for i in self.token_status.revoked},
+            size=self.token_status.size,
+        )
+        return jose.jws_sign(
+            {
+                "sub": self.token_status.uri,
+                "iss": self.sd_jwt_issuer,
+                "iat": now,
+                "exp": now + valid_seconds,
+                "ttl": ttl,
+                "status_list": {"bits": 1, "lst": lst},
+            },
+            self.sd_jwt_signing_key(),
+            header=self._sd_jwt_header("statuslist+jwt", x5c),
+        )
+
     # -- storage -----------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
@@ -210,15 +356,24 @@ class Issuer:
             "key": json.loads(self.key),
             "name": self.name,
             "status": self.status.__dict__ if self.status else None,
+            "sd_jwt_key": self.sd_jwt_key,
+            "url": self.url,
+            "token_status": self.token_status.__dict__ if self.token_status else None,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Issuer:
         status = StatusListState(**data["status"]) if data.get("status") else None
+        token_status = (
+            TokenStatusState(**data["token_status"]) if data.get("token_status") else None
+        )
         return cls(
             key=json.dumps(data["key"], separators=(",", ":")),
             name=data.get("name", ""),
             status=status,
+            sd_jwt_key=data.get("sd_jwt_key"),
+            url=data.get("url"),
+            token_status=token_status,
         )
 
     def save(self, path: Path) -> None:
