@@ -212,10 +212,14 @@ CELERY_BEAT_SCHEDULE["datasets-erasure-reaper"] = {
     "task": "cleanroom.datasets.tasks.erasures_resume_task",
     "schedule": env.int("CLEANROOM_ERASURE_REAP_SECONDS", default=600),
 }
-# Queries: fail runs stuck past the hard time limit (refunded if nothing ran); requeue lost tasks.
+# Queries: a run records a heartbeat every few seconds; one silent for DEAD_AFTER seconds
+# lost its worker and is taken over by the reaper's next pass (run again, under the same
+# charge if it had taken the mechanism), so a dead worker is noticed within a minute.
+CLEANROOM_QUERY_HEARTBEAT_SECONDS = env.float("CLEANROOM_QUERY_HEARTBEAT_SECONDS", default=5)
+CLEANROOM_QUERY_DEAD_AFTER_SECONDS = env.float("CLEANROOM_QUERY_DEAD_AFTER_SECONDS", default=20)
 CELERY_BEAT_SCHEDULE["queries-reap"] = {
     "task": "cleanroom.queries.reap",
-    "schedule": env.int("CLEANROOM_QUERIES_REAP_SECONDS", default=300),
+    "schedule": env.float("CLEANROOM_QUERIES_REAP_SECONDS", default=15),
 }
 CELERY_TIMEZONE = "UTC"
 

@@ -153,6 +153,16 @@ def _read(dataset: Dataset) -> PoolSnapshot:
     return PoolSnapshot(frame=frame.lazy(), members=members, size=int(members.size))
 
 
+def pool_without(snapshot: PoolSnapshot, excluded: np.ndarray) -> PoolSnapshot:
+    """The snapshot without these members' rows (e.g. those a recovered run was not
+    charged for)."""
+    members = np.setdiff1d(snapshot.members, excluded, assume_unique=True)
+    frame = snapshot.frame.filter(
+        ~pl.col("contributor_id").is_in(pl.Series(excluded, dtype=pl.Int64).implode())
+    )
+    return PoolSnapshot(frame=frame, members=members, size=int(members.size))
+
+
 def pool_snapshot(*, dataset: Dataset) -> PoolSnapshot:
     """The pool of consented contributors' rows as of now, with sorted member pks.
 

@@ -12,7 +12,8 @@
 - ``QueryPool``: the members of the pool a mechanism ran over, stored compactly as
   sorted ``[start, stop)`` ranges of contributor pks (zlib-compressed int64 pairs), so a
   contributor's privacy loss and the list of queries that touched them can be computed
-  without one row per contributor per query.
+  without one row per contributor per query. A run that recovers a release lost with
+  its worker runs over these members only (never more than were charged).
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ class Query(models.Model):
     )
     # Whether the mechanism was reached (the budget stays charged when it was).
     mechanism_ran = models.BooleanField(default=False)
+    # Which run owns the query (1 for the first; a run whose worker died is taken over by
+    # the next) and when that run last showed it is alive. See queries.services.
+    attempt = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)

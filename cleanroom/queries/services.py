@@ -17,16 +17,42 @@ Invariants (each has tests that try to break it):
    mechanism ran, by ``_fail`` (contributors bore the privacy loss, so they are paid and
    the business is charged, consistently with the budget); it is given back with the
    budget on rejection or a failure before the mechanism ran. Anything unexpected before
-   the mechanism fails the query with that refund (never left ``running``), and
-   ``queries_reap`` (beat) fails runs stuck past the hard time limit and requeues queued
-   queries whose task was lost. The ledger row moves
-   ``reserved -> charged`` (a conditional update, committed together with the pool's
-   membership) before the mechanism touches the pool; a query rejected, or failing
-   before that point (pool too small, dry run failed), is refunded.
-4. A redelivered task never runs the mechanism twice and never charges twice: work is
-   claimed with ``UPDATE ... WHERE status='queued'``, the charge is one row per query,
-   and ``reserved -> charged`` succeeds once. A delivery that finds the charge already
-   taken does nothing (or, when the run is stale, marks it failed, still charged).
+   the mechanism fails the query with that refund (never left ``running``). The ledger
+   row moves ``reserved -> charged`` (a conditional update, committed together with the
+   pool's membership) before the mechanism touches the pool; a query rejected, or
+   failing before that point (pool too small, dry run failed), is refunded.
+4. A redelivered task never charges twice and never releases twice: work is claimed
+   with ``UPDATE ... WHERE status='queued'``, the charge is one row per query and
+   ``reserved -> charged`` succeeds once; the price moves once (``query_charge`` is keyed
+   on the query) and ``released`` is written once, under the query's row lock.
+   Each run of a query is an *attempt* (``Query.attempt``, taken under that row lock);
+   the run records a heartbeat (``heartbeat_at``) every few seconds from a thread, and
+   one silent for ``dead_after_seconds()`` lost its worker. Its query is then taken
+   over by exactly one delivery (the redelivered task, or one ``queries_reap`` sends
+   every few seconds): the next attempt. Every write of a run (its charge, its release,
+   its failure) checks under the row lock that it still owns the query, so a run taken
+   over (should it be alive after all) can change nothing and its numbers are dropped.
+   A database outage stops a run without failing its query; it is taken over likewise.
+   After ``MAX_RUN_ATTEMPTS`` the query fails (refunded when no attempt took the charge).
+
+   **A release lost with its worker is run again under the same charge.** When the dead
+   attempt had taken the charge (``charged``) but no release was stored, the next
+   attempt draws the mechanism again and releases that: the budget row stays the one
+   charge, the pool record and the hold are the same, and the money moves at the one
+   release. Why this spends no more privacy than was charged: what an observer learns
+   is what leaves the process, and a run's noisy numbers leave it only in the release
+   transaction (the result, and the audit payload with its row count), which commits
+   at most once per query; a run that died before that commit took its numbers with
+   it (they are never logged, stored or returned before), so the one released output
+   is the only draw anyone sees. The decision to draw again is made from the run's
+   silence, before the new draw, never from a drawn value; the recovered run is the
+   same mechanism (recompiled and recalibrated like the first; should the policy have
+   changed it is not run, and the query fails still charged) over the members recorded
+   with the charge who are still in the pool, never anyone else (they were not charged), and the pool record and the
+   payment follow the members of the released run. The bound assumes a worker's death
+   does not depend on the drawn noise; even if it did (a death after the draw that
+   the draw itself caused), releasing one of at most ``MAX_RUN_ATTEMPTS`` draws costs
+   at most that many times the charge by composition, and the attempts are capped.
 5. Only noisy numbers leave: the result holds the engine's release (noisy values and
    intervals); errors after the mechanism say nothing about the data.
 6. Every submission, approval, rejection, budget movement, start, release and failure is
@@ -41,14 +67,18 @@ delta is not pooled into a dataset total.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any
 
+import numpy as np
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -457,10 +487,14 @@ def _progress(query_id: int, value: int) -> None:
     )
 
 
-def _fail(query_id: int, message: str, *, refund: bool) -> None:
+def _fail(query_id: int, message: str, *, refund: bool, attempt: int | None = None) -> None:
+    """Fail a running query (refunded if the mechanism was never taken); a run that was
+    taken over by a later attempt (``attempt`` no longer the query's) changes nothing."""
     with transaction.atomic():
         query = Query.objects.select_for_update().select_related("dataset").get(pk=query_id)
         if query.status != QueryStatus.RUNNING:
+            return
+        if attempt is not None and query.attempt != attempt:
             return
         if refund and query.mechanism_ran:
             # A delivery took the mechanism meanwhile (set under this row's lock): no refund.
@@ -501,69 +535,181 @@ def _charge_ran(query: Query) -> None:
         logger.exception("query %s: charging a failed run did not succeed", query.pk)
 
 
-def _seconds_until_stale(query: Query) -> float:
-    """How long until a run that started then can no longer be alive (hard time limit)."""
-    limit = int(getattr(settings, "CELERY_TASK_TIME_LIMIT", 600))
-    started = query.started_at or query.updated_at
-    return (started + timedelta(seconds=limit) - timezone.now()).total_seconds()
+# -- runs, heartbeats and recovery ---------------------------------------------------------
+
+# A query is run at most this many times (the first run and the recoveries of runs whose
+# worker died); then it fails (refunded if no run took the mechanism, charged otherwise).
+MAX_RUN_ATTEMPTS = 3
 
 
-def _claim(query_id: int) -> bool | float:
-    """Take the query for this delivery: True to run; False when there is nothing to do;
-    a number of seconds when a run that took the mechanism may still be alive (look again
-    then: past the hard time limit it is dead, and the query is failed, still charged)."""
+def heartbeat_seconds() -> float:
+    """How often a run records that it is alive."""
+    return float(getattr(settings, "CLEANROOM_QUERY_HEARTBEAT_SECONDS", 5))
+
+
+def dead_after_seconds() -> float:
+    """A run silent for this long is dead: its query may be taken over."""
+    return float(getattr(settings, "CLEANROOM_QUERY_DEAD_AFTER_SECONDS", 20))
+
+
+@dataclass(frozen=True)
+class LookAgain:
+    """Deliver the query again after ``after`` seconds, expecting run ``attempt`` to own it."""
+
+    after: float
+    attempt: int
+
+
+@contextmanager
+def _heartbeat(query_id: int, attempt: int) -> Iterator[None]:
+    """While the block runs, a thread records every few seconds that this run is alive
+    (on its own database connection, so a long mechanism or a stalled transaction of the
+    run does not silence it). It stops when the block ends or the run lost the query."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        from django.db import connection
+
+        try:
+            while not stop.wait(heartbeat_seconds()):
+                try:
+                    alive = Query.objects.filter(
+                        pk=query_id, status=QueryStatus.RUNNING, attempt=attempt
+                    ).update(heartbeat_at=timezone.now())
+                except (OperationalError, InterfaceError):
+                    connection.close()  # the database restarts: try again next beat
+                    continue
+                if not alive:
+                    return
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"query-{query_id}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _last_sign_of_life(query: Query) -> Any:
+    return query.heartbeat_at or query.started_at or query.updated_at
+
+
+def _take_over(query_id: int, seen: int) -> int | LookAgain | None:
+    """Take a running query whose run ``seen`` went silent: the next attempt owns it.
+
+    Under the query's row lock, so of all deliveries that find it dead exactly one takes
+    it; the run taken over can no longer release, fail or charge it (each checks the
+    attempt under the same lock), should it turn out to be alive after all.
+    """
+    with transaction.atomic():
+        query = Query.objects.select_for_update().select_related("dataset").get(pk=query_id)
+        if query.status != QueryStatus.RUNNING or query.attempt != seen:
+            return None
+        now = timezone.now()
+        wait = (
+            _last_sign_of_life(query) + timedelta(seconds=dead_after_seconds()) - now
+        ).total_seconds()
+        if wait > 0:
+            return LookAgain(wait, seen)
+        state = BudgetCharge.objects.filter(query_id=query_id).values_list("state", flat=True)
+        charged = state.first() == ChargeState.CHARGED
+        if query.attempt >= MAX_RUN_ATTEMPTS:
+            _fail(
+                query_id,
+                f"The worker running this query was lost {query.attempt} times; "
+                + (
+                    "the budget and the price stay charged."
+                    if charged
+                    else "nothing was run and the budget was given back."
+                ),
+                refund=not charged,
+            )
+            return None
+        query.attempt += 1
+        query.heartbeat_at = now
+        query.save(update_fields=["attempt", "heartbeat_at", "updated_at"])
+        audit_record(
+            action="cleanroom.query.running",
+            actor=None,
+            subject=f"query:{query_id}",
+            dataset=query.dataset.slug,
+            payload={
+                "attempt": query.attempt,
+                "recovered": True,
+                "mechanism_taken": charged,
+            },
+        )
+        return query.attempt
+
+
+def _claim(query_id: int, expect: int | None) -> int | LookAgain | None:
+    """Take the query for this delivery: the attempt to run; None when there is nothing
+    to do; LookAgain while another run of it shows signs of life.
+
+    ``expect`` is the run a delivery was sent to check on (by ``queries_reap`` or an
+    earlier LookAgain): if another delivery has taken the query over since, this one has
+    nothing to do.
+    """
+    now = timezone.now()
     with transaction.atomic():
         claimed = Query.objects.filter(pk=query_id, status=QueryStatus.QUEUED).update(
             status=QueryStatus.RUNNING,
             progress=10,
-            started_at=timezone.now(),
-            updated_at=timezone.now(),
+            attempt=F("attempt") + 1,
+            started_at=now,
+            heartbeat_at=now,
+            updated_at=now,
         )
         if claimed:
-            slug = Query.objects.filter(pk=query_id).values_list("dataset__slug", flat=True)[0]
+            slug, attempt = Query.objects.filter(pk=query_id).values_list(
+                "dataset__slug", "attempt"
+            )[0]
             audit_record(
                 action="cleanroom.query.running",
                 actor=None,
                 subject=f"query:{query_id}",
                 dataset=slug,
             )
-            return True
+            return int(attempt)
     query = Query.objects.filter(pk=query_id).first()
     if query is None or query.status != QueryStatus.RUNNING:
-        return False
-    state = BudgetCharge.objects.filter(query_id=query_id).values_list("state", flat=True).first()
-    if state == ChargeState.RESERVED:
-        # An earlier delivery died before the mechanism: nothing ran, safe to carry on
-        # (the reserved -> charged step below still lets only one delivery through).
-        return True
-    if state == ChargeState.CHARGED:
-        wait = _seconds_until_stale(query)
-        if wait > 0:
-            return wait
-        _fail(
-            query_id,
-            "The worker was lost after the mechanism started; the budget stays charged.",
-            refund=False,
-        )
-    return False
+        return None
+    if expect is not None and query.attempt != expect:
+        return None
+    return _take_over(query_id, query.attempt)
 
 
-def query_execute(*, query_id: int) -> float | None:
+def query_execute(*, query_id: int, attempt: int | None = None) -> LookAgain | None:
     """Run a queued query once over the pool (idempotent: safe to deliver many times).
 
-    Returns None, or the seconds after which the caller should deliver it again (a run
-    that took the mechanism may still be alive elsewhere; see ``_claim``).
+    Returns None, or when to deliver it again (another run of it may still be alive; see
+    ``_claim``). ``attempt`` is the run a redelivery expects to find (None: any).
     """
+    claim = _claim(query_id, attempt)
+    if claim is None or isinstance(claim, LookAgain):
+        return claim
+    with _heartbeat(query_id, claim):
+        _run(query_id, claim)
+    return None
+
+
+# The database went away (a restart, a network cut): the run stops where it is, its
+# query stays ``running``, and the next delivery or the reaper takes it over once it is
+# silent. Never a reason to fail the query.
+_TRANSIENT = (OperationalError, InterfaceError)
+
+
+def _run(query_id: int, attempt: int) -> None:
     from payouts.crash import crash_point
 
-    claim = _claim(query_id)
-    if claim is False:
-        return None
-    if claim is not True:
-        return float(claim)
     crash_point("queries.execute.after_claim")
     try:
-        prepared = _prepare(query_id)
+        prepared = _prepare(query_id, attempt)
+    except _TRANSIENT:
+        raise
     except Exception:
         # Anything unexpected before the mechanism (a bug, a malformed policy, the pool
         # unreadable) fails the query with a refund instead of leaving it running with its
@@ -573,29 +719,36 @@ def query_execute(*, query_id: int) -> float | None:
             query_id,
             "The query could not be prepared; nothing was run and the budget was given back.",
             refund=True,
+            attempt=attempt,
         )
-        return None
+        return
     if prepared is None:
-        return None
+        return
     dataset, mechanism, snapshot = prepared
     with transaction.atomic():
+        query = Query.objects.select_for_update().get(pk=query_id)
+        if query.status != QueryStatus.RUNNING or query.attempt != attempt:
+            return  # taken over by a later attempt: that one runs it
         charged = BudgetCharge.objects.filter(query_id=query_id, state=ChargeState.RESERVED).update(
             state=ChargeState.CHARGED, updated_at=timezone.now()
         )
-        if not charged:
-            return None  # another delivery took the mechanism: never run it twice
-        Query.objects.filter(pk=query_id).update(
-            mechanism_ran=True, progress=60, updated_at=timezone.now()
-        )
-        members = snapshot.members
-        QueryPool.objects.create(
-            query_id=query_id,
-            dataset=dataset,
-            size=int(snapshot.size),
-            ranges=ranges_encode(members),
-            min_member=int(members.min()) if members.size else None,
-            max_member=int(members.max()) if members.size else None,
-        )
+        if charged:
+            Query.objects.filter(pk=query_id).update(
+                mechanism_ran=True, progress=60, updated_at=timezone.now()
+            )
+            members = snapshot.members
+            QueryPool.objects.create(
+                query_id=query_id,
+                dataset=dataset,
+                size=int(snapshot.size),
+                ranges=ranges_encode(members),
+                min_member=int(members.min()) if members.size else None,
+                max_member=int(members.max()) if members.size else None,
+            )
+        else:
+            snapshot = _recovered_pool(query_id, attempt, dataset, snapshot)
+            if snapshot is None:
+                return
     crash_point("queries.execute.after_charge")
     try:
         release = dp.mechanism_release(mechanism=mechanism, frame=snapshot.frame)
@@ -605,8 +758,9 @@ def query_execute(*, query_id: int) -> float | None:
             query_id,
             "The mechanism failed while running; the budget and the price stay charged.",
             refund=False,
+            attempt=attempt,
         )
-        return None
+        return
     _progress(query_id, 90)
     result = {
         "columns": release.columns,
@@ -620,7 +774,9 @@ def query_execute(*, query_id: int) -> float | None:
         "pool_size": int(snapshot.size),
     }
     try:
-        _release(query_id, result, snapshot.members)
+        released = _release(query_id, attempt, result, snapshot.members)
+    except _TRANSIENT:
+        raise  # nothing was stored: a later attempt runs it again under the same charge
     except Exception:
         # Cannot be for lack of money (the price was held at submission). The run is
         # charged like its budget: _fail pays the contributors from the hold.
@@ -630,13 +786,45 @@ def query_execute(*, query_id: int) -> float | None:
             "The release could not be recorded after the mechanism ran; the budget and the "
             "price stay charged.",
             refund=False,
+            attempt=attempt,
+        )
+        return
+    if not released:
+        logger.warning("query %s: run %s was taken over; its result is dropped", query_id, attempt)
+        return
+    crash_point("queries.execute.after_release")
+
+
+def _recovered_pool(query_id: int, attempt: int, dataset: Dataset, snapshot: Any) -> Any:
+    """The pool for a run that recovers a release lost with its worker (the charge was
+    taken by an earlier attempt): the members recorded with that charge who are still in
+    the pool, never anyone else (they were not charged). None after failing the query."""
+    from cleanroom.datasets.pool import pool_without
+
+    state = BudgetCharge.objects.filter(query_id=query_id).values_list("state", flat=True).first()
+    pool = QueryPool.objects.filter(query_id=query_id).first()
+    if state != ChargeState.CHARGED or pool is None:
+        logger.error("query %s: no charge to recover under (state %s)", query_id, state)
+        return None
+    recorded = ranges_members(bytes(pool.ranges))
+    newcomers = np.setdiff1d(snapshot.members, recorded, assume_unique=True)
+    if newcomers.size:
+        snapshot = pool_without(snapshot, newcomers)
+    minimum = policy_of(dataset).min_contributors
+    if snapshot.size < minimum:
+        _fail(
+            query_id,
+            f"The run was lost with its worker and fewer than {minimum} of the contributors "
+            "it was charged for are still in the pool; the budget and the price stay charged.",
+            refund=False,
+            attempt=attempt,
         )
         return None
-    crash_point("queries.execute.after_release")
-    return None
+    Query.objects.filter(pk=query_id).update(progress=60, updated_at=timezone.now())
+    return snapshot
 
 
-def _prepare(query_id: int) -> tuple[Dataset, dp.Mechanism, Any] | None:
+def _prepare(query_id: int, attempt: int) -> tuple[Dataset, dp.Mechanism, Any] | None:
     """Everything before the mechanism: recompile, recalibrate, dry-run, snapshot the pool.
 
     Returns None after failing the query (with a refund) for an expected refusal.
@@ -653,7 +841,9 @@ def _prepare(query_id: int) -> tuple[Dataset, dp.Mechanism, Any] | None:
             raise QueryRefused("The dataset's policy changed: the query now costs more.")
         dp.mechanism_dry_run(mechanism)
     except (DomainError, dp.EngineError) as error:
-        _fail(query_id, f"Refused before any noise was drawn: {error}", refund=True)
+        _fail(
+            query_id, f"Refused before any noise was drawn: {error}", refund=True, attempt=attempt
+        )
         return None
     _progress(query_id, 25)
     snapshot = pool_snapshot(dataset=dataset)
@@ -663,6 +853,7 @@ def _prepare(query_id: int) -> tuple[Dataset, dp.Mechanism, Any] | None:
             query_id,
             f"The pool has fewer than {policy.min_contributors} contributors; nothing was run.",
             refund=True,
+            attempt=attempt,
         )
         return None
     if snapshot.size > policy.max_contributors:
@@ -670,12 +861,15 @@ def _prepare(query_id: int) -> tuple[Dataset, dp.Mechanism, Any] | None:
             query_id,
             "The pool is larger than the policy's max_contributors bound; nothing was run.",
             refund=True,
+            attempt=attempt,
         )
         return None
     return dataset, mechanism, snapshot
 
 
-def _release(query_id: int, result: dict[str, Any], members: Any) -> None:
+def _release(query_id: int, attempt: int, result: dict[str, Any], members: Any) -> bool:
+    """Store the result and charge the query in one transaction, if this run still owns
+    it; False (nothing stored) when it was released already or taken over."""
     from payouts.services import query_charge
 
     with transaction.atomic():
@@ -684,8 +878,17 @@ def _release(query_id: int, result: dict[str, Any], members: Any) -> None:
             .select_related("dataset", "organization", "requester")
             .get(pk=query_id)
         )
-        if query.status != QueryStatus.RUNNING:
-            return
+        if query.status != QueryStatus.RUNNING or query.attempt != attempt:
+            return False
+        pool = QueryPool.objects.filter(query_id=query_id).first()
+        if pool is not None and pool.size != len(members):
+            # A recovered run over fewer members (some left since the charge): the record
+            # of who was in the released run's pool, and who is paid, is that run's.
+            pool.size = len(members)
+            pool.ranges = ranges_encode(members)
+            pool.min_member = int(members.min()) if len(members) else None
+            pool.max_member = int(members.max()) if len(members) else None
+            pool.save(update_fields=["size", "ranges", "min_member", "max_member"])
         query.status = QueryStatus.RELEASED
         query.result = result
         query.progress = 100
@@ -703,40 +906,44 @@ def _release(query_id: int, result: dict[str, Any], members: Any) -> None:
                 "pool_size": result["pool_size"],
             },
         )
+    return True
 
 
 def requester_of(query: Query) -> User:
     return query.requester
 
 
-def queries_reap(*, now: Any = None) -> dict[str, int]:
-    """Periodic repair of runs whose worker or task was lost (idempotent; beat runs it).
+def _enqueue_check(query_id: int, attempt: int) -> None:
+    from cleanroom.queries.tasks import query_execute_task
 
-    - ``running`` past the hard time limit with the mechanism NOT taken (budget still
-      ``reserved``): nothing ran, so failed with a refund of budget and held price;
-      with the mechanism taken: failed, still charged (like ``_claim`` does).
+    transaction.on_commit(lambda: query_execute_task.delay(query_id, attempt=attempt))
+
+
+def queries_reap(*, now: Any = None) -> dict[str, int]:
+    """Periodic repair of runs whose worker or task was lost (idempotent; beat runs it
+    every few seconds, so a dead worker is noticed within a minute).
+
+    - ``running`` and silent for longer than ``dead_after_seconds()``: its worker died (a
+      live run records a heartbeat every few seconds). A delivery is sent to take it over
+      (see ``_take_over``): the next attempt runs it, under the same charge if the dead
+      run had taken the mechanism; past ``MAX_RUN_ATTEMPTS`` it fails (refunded when
+      nothing ran). Sending it twice is harmless: only one delivery takes each attempt.
     - ``queued`` untouched for longer than the hard time limit: its task was lost (a
       broker flush, a crash before publishing); queued again. Delivering it twice is
       harmless: the worker claims it with a conditional update.
     """
     now = now or timezone.now()
     limit = timedelta(seconds=int(getattr(settings, "CELERY_TASK_TIME_LIMIT", 600)))
-    failed = requeued = 0
-    stuck = Query.objects.filter(status=QueryStatus.RUNNING, started_at__lt=now - limit)
-    for query_id, state in stuck.values_list("pk", "budget_charge__state"):
-        if state == ChargeState.CHARGED:
-            _fail(
-                query_id,
-                "The worker was lost after the mechanism started; the budget stays charged.",
-                refund=False,
-            )
-        else:
-            _fail(
-                query_id,
-                "The worker was lost before the mechanism ran; the budget was given back.",
-                refund=True,
-            )
-        failed += 1
+    silent_since = now - timedelta(seconds=dead_after_seconds())
+    recovered = requeued = 0
+    silent = Query.objects.filter(status=QueryStatus.RUNNING).filter(
+        Q(heartbeat_at__lt=silent_since)
+        | Q(heartbeat_at__isnull=True, started_at__lt=silent_since)
+        | Q(heartbeat_at__isnull=True, started_at__isnull=True, updated_at__lt=silent_since)
+    )
+    for query_id, attempt in silent.values_list("pk", "attempt"):
+        _enqueue_check(query_id, attempt)
+        recovered += 1
     lost = Query.objects.filter(status=QueryStatus.QUEUED, updated_at__lt=now - limit)
     for query_id in lost.values_list("pk", flat=True):
         with transaction.atomic():
@@ -755,4 +962,4 @@ def queries_reap(*, now: Any = None) -> dict[str, int]:
             )
             _enqueue(query_id)
             requeued += 1
-    return {"failed": failed, "requeued": requeued}
+    return {"recovered": recovered, "requeued": requeued}

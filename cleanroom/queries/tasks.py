@@ -37,15 +37,22 @@ def scratch_sweep_at_start(**_: Any) -> None:
     retry_backoff=True,
     max_retries=5,
 )
-def query_execute_task(self: Any, query_id: int) -> None:
+def query_execute_task(self: Any, query_id: int, attempt: int | None = None) -> None:
     """Run one query; a redelivery or retry never runs the mechanism twice."""
-    look_again = query_execute(query_id=int(query_id))
+    look_again = query_execute(
+        query_id=int(query_id), attempt=None if attempt is None else int(attempt)
+    )
     if look_again is not None:
-        # A run that took the mechanism may still be alive: check once it cannot be.
-        raise self.retry(countdown=max(1.0, look_again) + 1, max_retries=None)
+        # Another run of it shows signs of life: check again once it would be silent.
+        raise self.retry(
+            args=(query_id,),
+            kwargs={"attempt": look_again.attempt},
+            countdown=max(1.0, look_again.after) + 1,
+            max_retries=None,
+        )
 
 
 @shared_task(name="cleanroom.queries.reap", acks_late=True)
 def queries_reap_task() -> dict[str, int]:
-    """Fail runs stuck past the hard time limit; requeue queued queries whose task was lost."""
+    """Take over runs whose worker went silent; requeue queued queries whose task was lost."""
     return queries_reap()
