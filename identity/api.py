@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -27,7 +28,10 @@ class RequestObjectSerializer(serializers.Serializer):
     client_id = serializers.CharField()
     response_type = serializers.CharField()
     response_mode = serializers.CharField()
+    state = serializers.CharField()
+    client_metadata = serializers.JSONField()
     status = serializers.CharField()
+    openid4vp_url = serializers.CharField()
 
 
 class PresentationRequestCreateApi(APIView):
@@ -36,24 +40,59 @@ class PresentationRequestCreateApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=None, responses={201: RequestObjectSerializer})
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PresentationRequestCreateInput"
+
+        format = serializers.JSONField(
+            required=False,
+            help_text='"dc+sd-jwt", "ldp_vp" or "jwt_vp" (or a list); default: every format '
+            "onboarding allows.",
+        )
+        response_mode = serializers.ChoiceField(
+            choices=["direct_post", "direct_post.jwt"], required=False
+        )
+
+    @extend_schema(request=InputSerializer, responses={201: RequestObjectSerializer})
     def post(self, request: Request) -> Response:
-        presentation_request = services.presentation_request_create()
+        data = self.InputSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        chosen = data.validated_data.get("format")
+        formats = None if chosen is None else ([chosen] if isinstance(chosen, str) else chosen)
+        presentation_request = services.presentation_request_create(
+            formats=formats, response_mode=data.validated_data.get("response_mode")
+        )
         return Response(
             selectors.request_object(presentation_request), status=status.HTTP_201_CREATED
         )
 
 
+REQUEST_OBJECT_TYPE = "application/oauth-authz-req+jwt"
+
+
 class PresentationRequestDetailApi(APIView):
-    """The request object a wallet reads at request_uri."""
+    """The request object a wallet reads at request_uri: the signed JAR (OpenID4VP 1.0), or
+    the same fields as JSON for a client that asks only for application/json."""
 
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: RequestObjectSerializer})
-    def get(self, request: Request, request_id: str) -> Response:
+    @extend_schema(
+        responses={
+            (200, REQUEST_OBJECT_TYPE): OpenApiResponse(
+                str, description="the signed request object"
+            ),
+            (200, "application/json"): RequestObjectSerializer,
+        }
+    )
+    def get(self, request: Request, request_id: str) -> HttpResponse:
         presentation_request = services.presentation_request_fetch(request_id=request_id)
-        return Response(selectors.request_object(presentation_request))
+        accept = request.META.get("HTTP_ACCEPT", "")
+        if "application/json" in accept and REQUEST_OBJECT_TYPE not in accept:
+            return Response(selectors.request_object(presentation_request))
+        return HttpResponse(
+            selectors.request_object_jwt(presentation_request), content_type=REQUEST_OBJECT_TYPE
+        )
 
 
 class PresentationResponseApi(APIView):
@@ -138,9 +177,14 @@ def _refusal(exc: DomainError) -> dict[str, Any]:
 
 class TrustedIssuerOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    did = serializers.CharField()
+    did = serializers.CharField(
+        help_text="A DID, an issuer URL, or x509_hash:<...> of a certificate."
+    )
     name = serializers.CharField()
     credential_types = serializers.ListField(child=serializers.CharField())
+    formats = serializers.ListField(child=serializers.CharField())
+    vcts = serializers.ListField(child=serializers.CharField())
+    certificate = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -152,10 +196,22 @@ class TrustedIssuerListApi(APIView):
         class Meta:
             ref_name = "TrustedIssuerCreateInput"
 
-        did = serializers.CharField(max_length=500)
+        did = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
         name = serializers.CharField(max_length=200)
         credential_types = serializers.ListField(
-            child=serializers.CharField(max_length=100), allow_empty=False
+            child=serializers.CharField(max_length=100), required=False, default=list
+        )
+        formats = serializers.ListField(
+            child=serializers.CharField(max_length=20),
+            required=False,
+            allow_null=True,
+            default=None,
+        )
+        vcts = serializers.ListField(
+            child=serializers.CharField(max_length=200), required=False, default=list
+        )
+        certificate = serializers.CharField(
+            max_length=20000, required=False, allow_blank=True, default=""
         )
 
     @extend_schema(responses={200: TrustedIssuerOutputSerializer(many=True)})
@@ -180,7 +236,19 @@ class TrustedIssuerDetailApi(APIView):
 
         name = serializers.CharField(max_length=200)
         credential_types = serializers.ListField(
-            child=serializers.CharField(max_length=100), allow_empty=False
+            child=serializers.CharField(max_length=100), required=False, default=list
+        )
+        formats = serializers.ListField(
+            child=serializers.CharField(max_length=20),
+            required=False,
+            allow_null=True,
+            default=None,
+        )
+        vcts = serializers.ListField(
+            child=serializers.CharField(max_length=200),
+            required=False,
+            allow_null=True,
+            default=None,
         )
 
     @extend_schema(responses={200: TrustedIssuerOutputSerializer})

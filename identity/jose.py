@@ -30,7 +30,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509.oid import ExtensionOID
 from jwcrypto import jwe, jwk, jws
 from jwcrypto.common import JWException
 
@@ -347,9 +346,7 @@ def certificate_hash(certificate: x509.Certificate) -> str:
 def certificate_names(certificate: x509.Certificate) -> tuple[list[str], list[str]]:
     """The dNSName and uniformResourceIdentifier SAN entries."""
     try:
-        san = certificate.extensions.get_extension_for_oid(
-            ExtensionOID.SUBJECT_ALTERNATIVE_NAME
-        ).value
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return [], []
     return (
@@ -368,9 +365,7 @@ def certificate_jwk(certificate: x509.Certificate) -> dict[str, Any]:
 
 def _is_ca(certificate: x509.Certificate) -> bool:
     try:
-        constraints = certificate.extensions.get_extension_for_oid(
-            ExtensionOID.BASIC_CONSTRAINTS
-        ).value
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         return False
     return bool(constraints.ca)
@@ -399,9 +394,7 @@ def x5c_chain_verify(
             x509.load_der_x509_certificate(base64.b64decode(str(c), validate=True)) for c in x5c
         ]
     except (ValueError, TypeError) as exc:
-        raise JoseError(
-            "bad_certificate", "x5c holds something that is not a certificate"
-        ) from exc
+        raise JoseError("bad_certificate", "x5c holds something that is not a certificate") from exc
     moment = now or datetime.now(UTC)
     for certificate in chain:
         if not certificate.not_valid_before_utc <= moment <= certificate.not_valid_after_utc:
@@ -417,6 +410,4 @@ def x5c_chain_verify(
             continue
         if last == anchor or (_is_ca(anchor) and _issued_by(last, anchor)):
             return chain[0], anchor
-    raise JoseError(
-        "untrusted_certificate", "the x5c chain does not lead to a trusted certificate"
-    )
+    raise JoseError("untrusted_certificate", "the x5c chain does not lead to a trusted certificate")

@@ -63,12 +63,15 @@ class Policy:
 
 
 def policy() -> Policy:
-    formats = tuple(f for f in _listed("CLEANROOM_ONBOARDING_FORMATS", ",".join(FORMATS)) if f in FORMATS)
+    formats = tuple(
+        f for f in _listed("CLEANROOM_ONBOARDING_FORMATS", ",".join(FORMATS)) if f in FORMATS
+    )
     return Policy(
         credential_type=settings.CLEANROOM_ONBOARDING_CREDENTIAL,
         vcts=_listed("CLEANROOM_ONBOARDING_VCTS", "urn:eudi:pid:1"),
         required_claims=tuple(
-            tuple(c.split(".")) for c in _listed("CLEANROOM_ONBOARDING_CLAIMS", "age_equal_or_over.18")
+            tuple(c.split("."))
+            for c in _listed("CLEANROOM_ONBOARDING_CLAIMS", "age_equal_or_over.18")
         ),
         formats=formats or FORMATS,
     )
@@ -98,7 +101,10 @@ def dcql_query(
                 ],
             }
         )
-    for presentation_format, query_id in (("ldp_vp", "onboarding_ldp"), ("jwt_vp", "onboarding_jwt")):
+    for presentation_format, query_id in (
+        ("ldp_vp", "onboarding_ldp"),
+        ("jwt_vp", "onboarding_jwt"),
+    ):
         if presentation_format in formats:
             credentials.append(
                 {
@@ -167,7 +173,9 @@ def verifier_certificates() -> list[x509.Certificate]:
     if path.exists():
         certificate = x509.load_pem_x509_certificate(path.read_bytes())
         names, _ = jose.certificate_names(certificate)
-        if host in names and certificate.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=1):
+        if host in names and certificate.not_valid_after_utc > dt.datetime.now(
+            dt.UTC
+        ) + dt.timedelta(days=1):
             return [certificate]
     key = jwk.JWK(**verifier_key()).get_op_key("sign")
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])

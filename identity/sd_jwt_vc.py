@@ -116,7 +116,8 @@ class _KeyResolver:
             except jose.JoseError as exc:
                 if exc.code == "untrusted_certificate":
                     raise IssuerNotTrusted(
-                        "untrusted_issuer", f"the credential's certificate chain is not trusted: {exc.message}"
+                        "untrusted_issuer",
+                        f"the credential's certificate chain is not trusted: {exc.message}",
                     ) from exc
                 raise _refuse(exc, what="the credential's x5c: ") from exc
             dns_names, uris = jose.certificate_names(leaf)
@@ -176,7 +177,8 @@ class _KeyResolver:
         matching = [k for k in keys if kid is None or k.get("kid") == kid]
         if len(matching) != 1:
             raise PresentationRefused(
-                "wrong_signer", "the issuer's metadata has no single key matching the credential's kid"
+                "wrong_signer",
+                "the issuer's metadata has no single key matching the credential's kid",
             )
         try:
             return jose.public_jwk(matching[0])
@@ -279,7 +281,8 @@ def verify(
             )
         if value is not wanted and value != wanted:
             raise PresentationRefused(
-                "claim_not_satisfied", f"{what}the claim {'.'.join(path)} does not have the required value"
+                "claim_not_satisfied",
+                f"{what}the claim {'.'.join(path)} does not have the required value",
             )
     if "status" in payload:
         _status_check(payload["status"], compact, issuer, how, resolver, status_cache_seconds, what)
@@ -311,8 +314,15 @@ def _status_check(
             "status_invalid", f"{what}the credential's status is not a status_list reference"
         )
     index, uri = reference.get("idx"), reference.get("uri")
-    if not isinstance(index, int) or isinstance(index, bool) or index < 0 or not isinstance(uri, str):
-        raise PresentationRefused("status_invalid", f"{what}the credential's status_list is malformed")
+    if (
+        not isinstance(index, int)
+        or isinstance(index, bool)
+        or index < 0
+        or not isinstance(uri, str)
+    ):
+        raise PresentationRefused(
+            "status_invalid", f"{what}the credential's status_list is malformed"
+        )
     cache_key = f"token-status|{uri}|{issuer}"
     cached = statuslist.CACHE.get(cache_key)
     try:
@@ -369,6 +379,7 @@ def _status_list_load(
         raise statuslist.StatusError("the status list token has no status_list")
     bits = listed.get("bits")
     data = statuslist.token_status_decode(listed.get("lst"), bits)
+    assert isinstance(bits, int)
     ttl = compact.claims.get("ttl")
     ttl_seconds = float(ttl) if isinstance(ttl, int | float) and ttl > 0 else 300.0
     return int(bits), data, ttl_seconds

@@ -62,9 +62,7 @@ def parse(text: Any) -> Presentation:
         raise SdJwtError("malformed", "the presentation is not an SD-JWT (no ~ separators)")
     parts = text.strip().split(SEPARATOR)
     if len(parts) - 2 > MAX_DISCLOSURES:
-        raise SdJwtError(
-            "too_large", f"the SD-JWT holds more than {MAX_DISCLOSURES} disclosures"
-        )
+        raise SdJwtError("too_large", f"the SD-JWT holds more than {MAX_DISCLOSURES} disclosures")
     issuer_jwt = jose.jws_decode(parts[0], "the issuer-signed JWT")
     disclosures = tuple(parts[1:-1])
     if any(not d for d in disclosures):
@@ -198,9 +196,7 @@ def key_binding_check(
         raise SdJwtError(code, f"{exc.message} (it must be signed by the key in cnf)") from exc
     claims = kb.claims
     if claims.get("nonce") != expected.nonce:
-        raise SdJwtError(
-            "wrong_nonce", "the key binding JWT was not made for this request (nonce)"
-        )
+        raise SdJwtError("wrong_nonce", "the key binding JWT was not made for this request (nonce)")
     if claims.get("aud") != expected.audience:
         raise SdJwtError(
             "wrong_audience",

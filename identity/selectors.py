@@ -9,7 +9,6 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 from cryptography import x509
-
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
@@ -124,7 +123,9 @@ def client_metadata(request: PresentationRequest) -> dict[str, Any]:
     }
     if request.response_mode == "direct_post.jwt" and request.encryption_key:
         key = json.loads(request.encryption_key)
-        metadata["jwks"] = {"keys": [{**jose.public_jwk(key), "kid": key["kid"], "use": "enc", "alg": "ECDH-ES"}]}
+        metadata["jwks"] = {
+            "keys": [{**jose.public_jwk(key), "kid": key["kid"], "use": "enc", "alg": "ECDH-ES"}]
+        }
         metadata["encrypted_response_enc_values_supported"] = list(jose.CONTENT_ENCRYPTIONS)
     return metadata
 
@@ -154,7 +155,9 @@ def request_object_jwt(request: PresentationRequest) -> str:
     """The request object (JAR, typ oauth-authz-req+jwt), signed as the client_id prefix needs:
     with our key as a did:jwk (decentralized_identifier), with our certificate chain
     (x509_san_dns), or unsigned for redirect_uri, which OpenID4VP 1.0 says cannot be signed."""
-    claims = {k: v for k, v in request_object(request).items() if k not in ("status", "openid4vp_url")}
+    claims = {
+        k: v for k, v in request_object(request).items() if k not in ("status", "openid4vp_url")
+    }
     claims.update(
         {
             "aud": "https://self-issued.me/v2",

@@ -216,7 +216,9 @@ def _response_from(body: bytes, content_type: str, request: PresentationRequest)
             encrypted = data["response"]
         else:
             state = data.get("state")
-            answer = _Response(_maybe_json(data["vp_token"]), state if isinstance(state, str) else None)
+            answer = _Response(
+                _maybe_json(data["vp_token"]), state if isinstance(state, str) else None
+            )
     if encrypted is not None:
         if request.response_mode != "direct_post.jwt" or not request.encryption_key:
             raise verification.PresentationRefused(
@@ -229,14 +231,21 @@ def _response_from(body: bytes, content_type: str, request: PresentationRequest)
         except jose.JoseError as exc:
             raise verification.PresentationRefused(exc.code, exc.message) from exc
         except UnicodeDecodeError as exc:
-            raise verification.PresentationRefused("malformed", "the response is not UTF-8") from exc
+            raise verification.PresentationRefused(
+                "malformed", "the response is not UTF-8"
+            ) from exc
         if not isinstance(payload, dict) or "vp_token" not in payload:
-            raise verification.PresentationRefused("malformed", "the encrypted response has no vp_token")
+            raise verification.PresentationRefused(
+                "malformed", "the encrypted response has no vp_token"
+            )
         state = payload.get("state")
-        return _Response(_maybe_json(payload["vp_token"]), state if isinstance(state, str) else None)
+        return _Response(
+            _maybe_json(payload["vp_token"]), state if isinstance(state, str) else None
+        )
     if request.response_mode == "direct_post.jwt":
         raise verification.PresentationRefused(
-            "response_not_encrypted", "this request asked for an encrypted response (direct_post.jwt)"
+            "response_not_encrypted",
+            "this request asked for an encrypted response (direct_post.jwt)",
         )
     return answer
 
@@ -534,7 +543,9 @@ def _issuer_input(
     if any(f in ("ldp_vc", "jwt_vc_json") for f in chosen) and (not is_did or not cleaned):
         raise ValidationFailed("W3C formats need a DID issuer and credential_types.")
     if "dc+sd-jwt" in chosen and not cleaned_vcts:
-        raise ValidationFailed("dc+sd-jwt needs vcts: the SD-JWT VC types trusted from this issuer.")
+        raise ValidationFailed(
+            "dc+sd-jwt needs vcts: the SD-JWT VC types trusted from this issuer."
+        )
     if not chosen:
         raise ValidationFailed("This issuer would be trusted for no format.")
     return _IssuerInput(identifier, name, cleaned, chosen, cleaned_vcts, pem)

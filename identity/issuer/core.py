@@ -89,7 +89,9 @@ class TokenStatusState:
 
 
 def age_claims(birthdate: date, today: date) -> dict[str, bool]:
-    years = today.year - birthdate.year - ((today.month, today.day) < (birthdate.month, birthdate.day))
+    years = (
+        today.year - birthdate.year - ((today.month, today.day) < (birthdate.month, birthdate.day))
+    )
     return {str(t): years >= t for t in AGE_THRESHOLDS}
 
 
@@ -307,8 +309,9 @@ class Issuer:
         claims.update(extra or {})
         return sdjwt.issue(
             claims=claims,
-            selectively_disclosable=lambda path: path[0] in disclosable
-            and (len(path) == 1 or path[0] == "age_equal_or_over"),
+            selectively_disclosable=lambda path: (
+                path[0] in disclosable and (len(path) == 1 or path[0] == "age_equal_or_over")
+            ),
             key=self.sd_jwt_signing_key(),
             header=self._sd_jwt_header("dc+sd-jwt", x5c),
             decoys=3,

@@ -1,9 +1,11 @@
-"""A holder wallet: an Ed25519 did:key kept encrypted on disk, credentials, presentations.
+"""A holder wallet: an Ed25519 did:key and a P-256 holder key kept encrypted on disk,
+W3C credentials and SD-JWT VCs, and OpenID4VP 1.0 answers.
 
-The key and credentials are sealed with AES-256-GCM under a key derived from a passphrase
-(scrypt); only the DID is stored in clear. `present` answers an OpenID4VP request: it picks a
-credential the request's DCQL query accepts and signs a presentation with the request's
-nonce as challenge and its domain.
+The keys and credentials are sealed with AES-256-GCM under a key derived from a passphrase
+(scrypt); only the DID and the holder key's public part are stored in clear. `present_url`
+reads a request object by URL or QR payload, checks it (`identity.wallet.openid4vp`), picks a
+credential its DCQL query accepts and answers at its response_uri: an SD-JWT VC discloses only
+the claims the query names; a W3C presentation is signed with the nonce as challenge.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +25,8 @@ import httpx
 from Crypto.Cipher import AES
 from Crypto.Protocol.KDF import scrypt
 
-from identity import vc
+from identity import jose, sdjwt, vc
+from identity.wallet import openid4vp
 
 SCRYPT_N = 2**15
 WALLET_FILE = "wallet.json"
@@ -62,6 +66,23 @@ class CredentialSummary:
 
 
 def credential_summary(credential: dict[str, Any] | str, number: int = 0) -> CredentialSummary:
+    if sdjwt.looks_like_sd_jwt(credential):
+        assert isinstance(credential, str)
+        try:
+            claims = sdjwt.parse(credential).issuer_jwt.claims
+        except jose.JoseError as exc:
+            raise WalletError("not an SD-JWT credential") from exc
+        holder = (claims.get("cnf") or {}).get("jwk")
+        return CredentialSummary(
+            number,
+            "dc+sd-jwt",
+            [str(claims.get("vct"))],
+            str(claims.get("iss")),
+            jose.did_jwk(holder) if isinstance(holder, dict) else None,
+            datetime.fromtimestamp(float(claims["exp"]), UTC).isoformat()
+            if isinstance(claims.get("exp"), int | float)
+            else None,
+        )
     if isinstance(credential, str):
         claims = _jwt_claims(credential)
         body = claims.get("vc") or {}
@@ -98,23 +119,36 @@ class Wallet:
     key: str
     credentials: list[dict[str, Any] | str] = field(default_factory=list)
     tokens: dict[str, str] = field(default_factory=dict)
+    # P-256 key SD-JWT VCs are bound to (cnf.jwk); made when first needed.
+    holder_key: dict[str, Any] | None = None
 
     @classmethod
     def generate(cls) -> Wallet:
-        return cls(key=vc.key_generate())
+        return cls(key=vc.key_generate(), holder_key=jose.key_generate(algorithm="ES256"))
 
     @property
     def did(self) -> str:
         return vc.key_did(self.key)
 
+    def holder_signing_key(self) -> dict[str, Any]:
+        if self.holder_key is None:
+            self.holder_key = jose.key_generate(algorithm="ES256")
+        return self.holder_key
+
+    @property
+    def holder_jwk(self) -> dict[str, Any]:
+        """The public key an issuer binds SD-JWT VCs to (`cleanroom-wallet jwk`)."""
+        return jose.public_jwk(self.holder_signing_key())
+
     def credential_import(self, credential: dict[str, Any] | str) -> CredentialSummary:
-        """Keep a credential issued to this wallet's DID."""
+        """Keep a credential issued to this wallet's DID (W3C) or holder key (SD-JWT VC)."""
         if isinstance(credential, str):
             credential = credential.strip()
             if credential.startswith("{"):
                 credential = json.loads(credential)
         summary = credential_summary(credential)
-        if summary.subject != self.did:
+        mine = jose.did_jwk(self.holder_jwk) if summary.format == "dc+sd-jwt" else self.did
+        if summary.subject != mine:
             raise WalletError("This credential was issued to another DID than this wallet's.")
         if credential not in self.credentials:
             self.credentials.append(credential)
@@ -138,6 +172,11 @@ class Wallet:
             for query in queries:
                 if query.get("format") != summary.format:
                     continue
+                if summary.format == "dc+sd-jwt":
+                    if self._sd_jwt_matches(str(credential), summary, query):
+                        found.append(credential)
+                        break
+                    continue
                 wanted_types = (query.get("meta") or {}).get("type_values") or []
                 if wanted_types and not any(
                     all(t == "VerifiableCredential" or t in summary.types for t in option)
@@ -154,12 +193,53 @@ class Wallet:
                 break
         return found
 
+    @staticmethod
+    def _sd_jwt_matches(credential: str, summary: CredentialSummary, query: dict[str, Any]) -> bool:
+        vcts = (query.get("meta") or {}).get("vct_values") or []
+        if vcts and summary.types[0] not in vcts:
+            return False
+        claims = sdjwt.claims_of(credential)
+        for claim in query.get("claims") or []:
+            value: Any = claims
+            for name in claim.get("path") or []:
+                if not isinstance(value, dict) or name not in value:
+                    return False
+                value = value[name]
+            if "values" in claim and value not in claim["values"]:
+                return False
+        return True
+
+    def answer(self, request: dict[str, Any]) -> dict[str, list[Any]]:
+        """An OpenID4VP 1.0 vp_token for the request: {credential query id: [presentation]},
+        for the first credential query (in the request's order) this wallet can satisfy."""
+        queries = (request.get("dcql_query") or {}).get("credentials") or []
+        for query in queries:
+            candidates = self.matching({"dcql_query": {"credentials": [query]}})
+            if not candidates:
+                continue
+            credential = candidates[0]
+            if query.get("format") == "dc+sd-jwt":
+                assert isinstance(credential, str)
+                presentation: Any = sdjwt.present(
+                    credential,
+                    paths=[tuple(c["path"]) for c in query.get("claims") or []],
+                    nonce=str(request["nonce"]),
+                    audience=str(request["client_id"]),
+                    holder_key=self.holder_signing_key(),
+                )
+            else:
+                presentation = self.present(request, credential=credential)
+            return {str(query["id"]): [presentation]}
+        raise WalletError(
+            "This wallet holds no credential the request accepts (type, claims and trusted issuer)."
+        )
+
     def present(
         self, request: dict[str, Any], *, credential: dict[str, Any] | str | None = None
     ) -> dict[str, Any] | str:
         """A signed presentation answering `request` (challenge = nonce, domain = domain)."""
         if credential is None:
-            candidates = self.matching(request)
+            candidates = [c for c in self.matching(request) if not sdjwt.looks_like_sd_jwt(c)]
             if not candidates:
                 raise WalletError(
                     "This wallet holds no credential the request accepts (type and trusted issuer)."
@@ -177,7 +257,7 @@ class Wallet:
             key=self.key,
             verification_method=vc.key_verification_method(self.key),
             challenge=str(request["nonce"]),
-            domain=str(request["domain"]),
+            domain=str(request.get("domain") or request["client_id"]),
             jwt=jwt,
         )
 
@@ -185,7 +265,12 @@ class Wallet:
 
     def _secret(self) -> bytes:
         return json.dumps(
-            {"key": self.key, "credentials": self.credentials, "tokens": self.tokens}
+            {
+                "key": self.key,
+                "credentials": self.credentials,
+                "tokens": self.tokens,
+                "holder_key": self.holder_signing_key(),
+            }
         ).encode()
 
     def save(self, directory: Path, passphrase: str) -> Path:
@@ -197,6 +282,7 @@ class Wallet:
         document = {
             "version": 1,
             "did": self.did,
+            "holder_jwk": self.holder_jwk,
             "kdf": {"name": "scrypt", "salt": _b64(salt), "n": SCRYPT_N, "r": 8, "p": 1},
             "cipher": "AES-256-GCM",
             "nonce": _b64(cipher.nonce),
@@ -235,7 +321,10 @@ class Wallet:
             raise WalletError("Wrong passphrase (or the wallet file was altered).") from exc
         data = json.loads(secret)
         return cls(
-            key=data["key"], credentials=data.get("credentials", []), tokens=data.get("tokens", {})
+            key=data["key"],
+            credentials=data.get("credentials", []),
+            tokens=data.get("tokens", {}),
+            holder_key=data.get("holder_key"),
         )
 
 
@@ -247,17 +336,23 @@ JOIN_PATH = re.compile(r"/join/(?P<id>[0-9a-fA-F-]{36})/?$")
 def request_uri_from(url: str) -> str:
     """The request_uri behind what a person pastes: an openid4vp:// link, a portal join link,
     or the request_uri itself."""
+    return link_parse(url)[0]
+
+
+def link_parse(url: str) -> tuple[str, str | None]:
+    """(request_uri, client_id or None) of a QR payload, a portal join link or a request_uri."""
     parts = urlsplit(url.strip())
     query = parse_qs(parts.query)
     if "request_uri" in query:
-        return query["request_uri"][0]
+        client_ids = query.get("client_id") or []
+        return query["request_uri"][0], client_ids[0] if client_ids else None
     if parts.scheme not in ("http", "https"):
         raise WalletError(f"Cannot read a presentation request from {url!r}.")
     join = JOIN_PATH.search(parts.path)
     if join:
         path = f"/api/v1/identity/presentation-requests/{join.group('id')}/"
-        return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-    return url.strip()
+        return urlunsplit((parts.scheme, parts.netloc, path, "", "")), None
+    return url.strip(), None
 
 
 @dataclass(frozen=True)
@@ -278,20 +373,66 @@ def _json_of(response: httpx.Response) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"detail": str(data)}
 
 
-def present_url(wallet: Wallet, url: str, *, client: httpx.Client) -> Outcome:
-    """Read the request at `url`, sign a presentation for it, post it to its response_uri."""
-    response = client.get(request_uri_from(url))
+REQUEST_OBJECT_TYPE = "application/oauth-authz-req+jwt"
+
+
+def request_fetch(
+    url: str, *, client: httpx.Client, trusted_certificates: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """Read and check the request object behind a link (see identity.wallet.openid4vp)."""
+    request_uri, client_id = link_parse(url)
+    response = client.get(request_uri, headers={"Accept": REQUEST_OBJECT_TYPE})
     if response.status_code != 200:
         detail = _json_of(response).get("detail", response.text[:200])
         raise WalletError(
             f"The service would not give the request ({response.status_code}): {detail}"
         )
-    request = response.json()
-    vp_token = wallet.present(request)
-    answer = client.post(request["response_uri"], json={"vp_token": vp_token})
+    if not response.headers.get("content-type", "").startswith(REQUEST_OBJECT_TYPE):
+        raise WalletError("The service did not answer with a request object (JWT).")
+    try:
+        return openid4vp.request_object_verify(
+            response.text, client_id=client_id, trusted_certificates=trusted_certificates
+        )
+    except openid4vp.RequestRefused as exc:
+        raise WalletError(f"Refusing the request: {exc}") from exc
+
+
+def response_post(
+    request: dict[str, Any], vp_token: Any, *, client: httpx.Client
+) -> httpx.Response:
+    """POST the answer to the request's response_uri as its response_mode says."""
+    payload: dict[str, Any] = {"vp_token": vp_token}
+    if request.get("state"):
+        payload["state"] = request["state"]
+    if request.get("response_mode") == "direct_post.jwt":
+        try:
+            key, enc = openid4vp.encryption_key(request)
+        except openid4vp.RequestRefused as exc:
+            raise WalletError(f"Refusing the request: {exc}") from exc
+        body = {"response": jose.jwe_encrypt(json.dumps(payload).encode(), key, enc=enc)}
+    else:
+        body = {
+            "vp_token": json.dumps(vp_token),
+            **({"state": payload["state"]} if "state" in payload else {}),
+        }
+    return client.post(str(request["response_uri"]), data=body)
+
+
+def present_url(
+    wallet: Wallet,
+    url: str,
+    *,
+    client: httpx.Client,
+    trusted_certificates: Sequence[Any] = (),
+) -> Outcome:
+    """Read the request at `url`, answer it with what its DCQL query asks, post the answer."""
+    request = request_fetch(url, client=client, trusted_certificates=trusted_certificates)
+    answer = response_post(request, wallet.answer(request), client=client)
     outcome = Outcome(answer.status_code, _json_of(answer))
     if outcome.verified and isinstance(outcome.body.get("token"), str):
-        wallet.tokens[str(request.get("domain"))] = outcome.body["token"]
+        wallet.tokens[str(request.get("domain") or request.get("client_id"))] = outcome.body[
+            "token"
+        ]
     return outcome
 
 
@@ -303,4 +444,4 @@ def login(wallet: Wallet, service_url: str, *, client: httpx.Client) -> Outcome:
         raise WalletError(
             f"The service at {base} did not start a sign-in ({response.status_code})."
         )
-    return present_url(wallet, response.json()["request_uri"], client=client)
+    return present_url(wallet, response.json()["openid4vp_url"], client=client)
