@@ -22,7 +22,6 @@ from django.views.decorators.http import require_GET
 
 from audit import charts, keys, selectors
 from audit.models import AuditEvent
-from cleanroom.accounts.models import Organization
 from cleanroom.errors import ValidationFailed
 from portal.access import roles
 
@@ -71,9 +70,7 @@ def events(request: HttpRequest) -> HttpResponse:
             "page": page,
             "rows": rows,
             "query_string": _query_string(filters),
-            "actions": AuditEvent.objects.order_by("action")
-            .values_list("action", flat=True)
-            .distinct(),
+            "actions": selectors.action_names(),
         },
     )
 
@@ -126,11 +123,7 @@ def _story_summary(story: list[AuditEvent]) -> dict[str, Any]:
             organization = payload.get("organization")
             if isinstance(organization, int):
                 # An organization's name is not personal data; the log keeps only its pk.
-                summary["organization"] = (
-                    Organization.objects.filter(pk=organization)
-                    .values_list("name", flat=True)
-                    .first()
-                )
+                summary["organization"] = selectors.organization_name(pk=organization)
         elif event.action in ("cleanroom.query.approved", "cleanroom.query.rejected"):
             summary["approvals"].append(event)
         elif event.action in selectors.BUDGET_ACTIONS:

@@ -22,6 +22,7 @@ from audit.services import (
     columns_match_entry,
 )
 from audit.verify import entry_line
+from cleanroom.accounts.models import Organization
 from cleanroom.errors import Conflict, NotFound, ValidationFailed
 
 EXPORT_FORMAT = "cleanroom-audit-export/1"
@@ -397,6 +398,16 @@ def event_row(event: AuditEvent) -> dict[str, Any]:
 
 
 # -- compliance views ------------------------------------------------------------------------
+
+
+def action_names() -> list[str]:
+    """Every action name the log holds, sorted (the events page's filter choices)."""
+    return list(AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct())
+
+
+def organization_name(*, pk: int) -> str | None:
+    """An organization's name by pk (the log keeps only the pk; a name is not personal data)."""
+    return Organization.objects.filter(pk=pk).values_list("name", flat=True).first()
 
 
 def query_story(*, query_id: int) -> list[AuditEvent]:

@@ -11,11 +11,11 @@ from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from cleanroom.datasets.models import Dataset
-from cleanroom.datasets.selectors import dataset_get
+from cleanroom.datasets.selectors import dataset_get_visible, dataset_list_visible
 from cleanroom.errors import DomainError, Forbidden, NotFound
 from cleanroom.queries import selectors, services
 from cleanroom.queries.api import money, result_download
@@ -69,7 +69,9 @@ def query_list(request: HttpRequest) -> HttpResponse:
 @roles("business")
 @require_http_methods(["GET", "POST"])
 def query_new(request: HttpRequest) -> HttpResponse:
-    datasets = list(Dataset.objects.order_by("slug"))
+    # The same visibility as the API: a dataset restricted to other organizations is
+    # neither listed nor selectable (a ?dataset= naming it reads like a missing slug).
+    datasets = dataset_list_visible(user=request.user)
     slug = request.POST.get("dataset") or request.GET.get("dataset") or ""
     if not slug and datasets:
         slug = datasets[0].slug
@@ -157,7 +159,7 @@ def query_status(request: HttpRequest, pk: int) -> HttpResponse:
 
 @roles("business", "compliance")
 @require_GET
-def query_download(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+def query_download(request: HttpRequest, pk: int, kind: str) -> HttpResponseBase:
     if kind not in ("csv", "json"):
         raise NotFound("Downloads are .csv or .json.")
     query = selectors.query_get(user=request.user, pk=pk)
@@ -172,7 +174,10 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "queries/review.html",
-        {"queries": selectors.review_queue(), "datasets": Dataset.objects.order_by("slug")},
+        {
+            "queries": selectors.review_queue(),
+            "datasets": dataset_list_visible(user=request.user),
+        },
     )
 
 
@@ -211,7 +216,7 @@ def query_reject(request: HttpRequest, pk: int) -> HttpResponse:
 @roles("compliance")
 @require_GET
 def budget(request: HttpRequest, slug: str) -> HttpResponse:
-    dataset = dataset_get(slug=slug)
+    dataset = dataset_get_visible(slug=slug, user=request.user)
     summary = selectors.budget_summary(dataset=dataset)
     return render(
         request,

@@ -75,21 +75,20 @@ def test_closed_form_scale_is_the_binary_search_scale_and_fast() -> None:
     assert closed_form < search_seconds
 
 
-def test_release_is_noisy_with_95_percent_intervals_per_cell() -> None:
+def test_release_has_an_interval_per_aggregate_cell() -> None:
+    """The shape of a release. That it is noisy, and its intervals honest about the noise,
+    is checked against the truth in test_dp_release_noise.py (a value inside an interval
+    built around it says neither)."""
     m = mechanism(
         "SELECT region, COUNT(*) AS n, SUM(income) AS s, AVG(income) AS m FROM households GROUP BY region"
     )
     release = dp.mechanism_release(mechanism=m, frame=frame())
     assert release.columns == ["region", "n", "s", "m"]
     assert [row[0] for row in release.rows] == ["north", "south", "east", "west"]
-    for row, intervals in zip(release.rows, release.intervals, strict=True):
+    for intervals in release.intervals:
         assert intervals[0] is None
         n_interval, s_interval, m_interval = intervals[1], intervals[2], intervals[3]
         assert n_interval is not None and s_interval is not None and m_interval is not None
-        low, high = n_interval
-        assert low <= row[1] <= high
-        assert s_interval[0] < row[2] < s_interval[1]
-        assert m_interval[0] <= row[3] <= m_interval[1]
         assert m_interval[0] >= 0 and m_interval[1] <= 100000
     half = m.half_width("__len")
     assert half == pytest.approx(math.log(1 / 0.05) * m.noise["__len"][1], rel=0.2)
