@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.files.uploadhandler import MemoryFileUploadHandler
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +18,7 @@ from cleanroom.datasets import selectors, services
 from cleanroom.datasets.models import Dataset
 from cleanroom.errors import PayloadTooLarge, ValidationFailed
 from cleanroom.permissions import IsContributor, ReadAnyWriteCompliance
+from cleanroom.parsers import JSONParser
 
 
 class PlaintextStaysInMemory(MemoryFileUploadHandler):

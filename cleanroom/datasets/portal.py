@@ -20,6 +20,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
+from cleanroom import parsers as json_input
 from cleanroom.accounts.models import Contributor
 from cleanroom.datasets import selectors, services
 from cleanroom.datasets.api import PlaintextStaysInMemory
@@ -152,11 +153,13 @@ def _upload_protected(request: HttpRequest, slug: str) -> HttpResponse:
             )
         elif text:
             try:
-                records = json.loads(text)
+                records = json_input.loads(text)
             except json.JSONDecodeError as exc:
                 raise ValidationFailed(
                     f"The records are not valid JSON (line {exc.lineno}, column {exc.colno})."
                 ) from None
+            except ValueError as exc:  # too deep, a non-finite number, unstorable text
+                raise ValidationFailed(f"The records are refused: {exc}.") from None
             contribution = services.contribution_upload(
                 contributor=_contributor(request), dataset=dataset, records=records
             )
@@ -195,9 +198,11 @@ def new(request: HttpRequest) -> HttpResponse:
         form["auto_approve"] = request.POST.get("auto_approve") == "on"
         try:
             try:
-                schema = json.loads(form["schema"])
+                schema = json_input.loads(form["schema"])
             except json.JSONDecodeError:
                 raise ValidationFailed("The schema is not valid JSON.") from None
+            except ValueError as exc:  # too deep, a non-finite number, unstorable text
+                raise ValidationFailed(f"The schema is refused: {exc}.") from None
             dataset = services.dataset_create(
                 actor=request.user,  # type: ignore[arg-type]
                 slug=form["slug"],
