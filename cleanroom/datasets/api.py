@@ -17,8 +17,8 @@ from cleanroom.accounts.models import Contributor
 from cleanroom.datasets import selectors, services
 from cleanroom.datasets.models import Dataset
 from cleanroom.errors import PayloadTooLarge, ValidationFailed
-from cleanroom.permissions import IsContributor, ReadAnyWriteCompliance
 from cleanroom.parsers import JSONParser
+from cleanroom.permissions import IsContributor, ReadAnyWriteCompliance
 
 
 class PlaintextStaysInMemory(MemoryFileUploadHandler):
