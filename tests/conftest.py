@@ -104,8 +104,11 @@ def _database_url() -> str:
 class WorkerProcess:
     """A real `celery worker` subprocess; tests may kill and restart it."""
 
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, extra_env: dict[str, str] | None = None, extra_args: list[str] | None = None
+    ) -> None:
         self.extra_env = extra_env or {}
+        self.extra_args = extra_args or []  # e.g. ["-B", "-s", path]: beat inside the worker
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = Path(settings.VAR_DIR) / f"test-worker-{os.getpid()}.log"
 
@@ -129,6 +132,7 @@ class WorkerProcess:
                 "--without-heartbeat",
                 "--hostname",
                 f"test-{os.getpid()}-{time.time_ns()}@%h",
+                *self.extra_args,
             ],
             cwd=ROOT,
             env=env,
