@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -70,12 +72,26 @@ class PresentationRequestCreateApi(APIView):
 REQUEST_OBJECT_TYPE = "application/oauth-authz-req+jwt"
 
 
+class RequestObjectRenderer(BaseRenderer):
+    """Lets a wallet ask for the JAR media type; errors still go out as JSON text."""
+
+    media_type = REQUEST_OBJECT_TYPE
+    format = "jwt"
+    charset = "utf-8"
+
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> bytes:
+        return (data if isinstance(data, str) else json.dumps(data)).encode()
+
+
 class PresentationRequestDetailApi(APIView):
     """The request object a wallet reads at request_uri: the signed JAR (OpenID4VP 1.0), or
     the same fields as JSON for a client that asks only for application/json."""
 
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
+    renderer_classes = [JSONRenderer, RequestObjectRenderer]
 
     @extend_schema(
         responses={

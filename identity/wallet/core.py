@@ -436,7 +436,13 @@ def present_url(
     return outcome
 
 
-def login(wallet: Wallet, service_url: str, *, client: httpx.Client) -> Outcome:
+def login(
+    wallet: Wallet,
+    service_url: str,
+    *,
+    client: httpx.Client,
+    trusted_certificates: Sequence[Any] = (),
+) -> Outcome:
     """Sign in to a service's API: ask it for a request, answer it, keep the API token."""
     base = service_url.rstrip("/")
     response = client.post(f"{base}/api/v1/identity/presentation-requests/")
@@ -444,4 +450,9 @@ def login(wallet: Wallet, service_url: str, *, client: httpx.Client) -> Outcome:
         raise WalletError(
             f"The service at {base} did not start a sign-in ({response.status_code})."
         )
-    return present_url(wallet, response.json()["openid4vp_url"], client=client)
+    return present_url(
+        wallet,
+        response.json()["openid4vp_url"],
+        client=client,
+        trusted_certificates=trusted_certificates,
+    )

@@ -14,6 +14,10 @@ from identity.models import ContributorCredential, PresentationRequest
 pytestmark = pytest.mark.django_db
 
 
+def _query(dcql, query_id):
+    return next(q for q in dcql["credentials"] if q["id"] == query_id)
+
+
 def test_create_request_has_the_api_fields(db, settings):
     response = APIClient().post("/api/v1/identity/presentation-requests/")
     assert response.status_code == 201
@@ -35,20 +39,20 @@ def test_create_request_has_the_api_fields(db, settings):
     assert body["response_uri"] == body["request_uri"] + "response/"
     assert body["response_mode"] == "direct_post"
     assert len(body["nonce"]) >= 43
-    assert body["dcql_query"]["credentials"][0]["meta"]["type_values"] == [
+    assert _query(body["dcql_query"], "onboarding_ldp")["meta"]["type_values"] == [
         ["VerifiableCredential", "PersonhoodCredential"]
     ]
 
 
 def test_dcql_names_the_trusted_issuers(trusted_issuer, issuer, request_object):
-    authorities = request_object["dcql_query"]["credentials"][0]["trusted_authorities"]
+    authorities = _query(request_object["dcql_query"], "onboarding_ldp")["trusted_authorities"]
     assert authorities == [{"type": "did", "values": [issuer.did]}]
 
 
 def test_onboarding_type_comes_from_settings(db, settings):
     settings.CLEANROOM_ONBOARDING_CREDENTIAL = "KYCCredential"
     body = APIClient().post("/api/v1/identity/presentation-requests/").json()
-    assert body["dcql_query"]["credentials"][0]["meta"]["type_values"] == [
+    assert _query(body["dcql_query"], "onboarding_ldp")["meta"]["type_values"] == [
         ["VerifiableCredential", "KYCCredential"]
     ]
 

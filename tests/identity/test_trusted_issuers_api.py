@@ -32,6 +32,8 @@ def test_compliance_adds_and_lists(api, compliance_user):
         "did": DID,
         "name": "Gov ID",
         "credential_types": ["PersonhoodCredential"],
+        "formats": ["ldp_vc", "jwt_vc_json"],
+        "vcts": [],
     }
     assert event.actor_id == str(compliance_user.pk)
 
