@@ -147,11 +147,22 @@ class DatasetDetailApi(APIView):
 class ConsentApi(APIView):
     permission_classes = [IsContributor]
 
+    class InputSerializer(serializers.Serializer):
+        privacy_cap = serializers.JSONField(
+            required=False,
+            allow_null=True,
+            help_text='{"epsilon": "2.0"}: the most privacy loss accepted on this dataset per '
+            "365 days (omitted: the policy's default_privacy_cap).",
+        )
+
     class OutputSerializer(serializers.Serializer):
         dataset = serializers.CharField()
         terms_version = serializers.IntegerField()
         given_at = serializers.DateTimeField()
         withdrawn_at = serializers.DateTimeField(allow_null=True)
+        privacy_cap = serializers.JSONField(
+            allow_null=True, help_text='{"epsilon": "2.0", "per": "year", "source": ...}'
+        )
 
     def _out(self, consent: Any, dataset: Dataset) -> dict[str, Any]:
         return self.OutputSerializer(
@@ -160,13 +171,22 @@ class ConsentApi(APIView):
                 "terms_version": consent.terms_version,
                 "given_at": consent.given_at,
                 "withdrawn_at": consent.withdrawn_at,
+                "privacy_cap": selectors.privacy_cap_of(consent=consent, dataset=dataset),
             }
         ).data
 
-    @extend_schema(request=None, responses={201: OutputSerializer, 200: OutputSerializer})
+    @extend_schema(
+        request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer}
+    )
     def post(self, request: Request, slug: str) -> Response:
         dataset = selectors.dataset_get(slug=slug)
-        consent, created = services.consent_give(contributor=_contributor(request), dataset=dataset)
+        data = self.InputSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        consent, created = services.consent_give(
+            contributor=_contributor(request),
+            dataset=dataset,
+            privacy_cap=data.validated_data.get("privacy_cap"),
+        )
         return Response(
             self._out(consent, dataset), status=status.HTTP_201_CREATED if created else 200
         )
@@ -243,11 +263,20 @@ class MeConsentOutput(serializers.Serializer):
     is_active = serializers.BooleanField()
     given_at = serializers.DateTimeField()
     withdrawn_at = serializers.DateTimeField(allow_null=True)
+    privacy_cap = serializers.JSONField(allow_null=True)
 
 
 class MePrivacyLossOutput(serializers.Serializer):
     dataset = serializers.CharField()
+    epsilon = serializers.FloatField(help_text="all runs that included you, replace-one relation")
+    delta = serializers.FloatField()
+    epsilon_past_year = serializers.FloatField(help_text="what counts against the cap")
+    cap = serializers.FloatField(allow_null=True, help_text="epsilon per 365 days; null: none")
+
+
+class MePrivacyLossTotalOutput(serializers.Serializer):
     epsilon = serializers.FloatField()
+    delta = serializers.FloatField()
 
 
 class MeEarningsOutput(serializers.Serializer):
@@ -277,6 +306,7 @@ class MeApi(APIView):
         consents = MeConsentOutput(many=True)
         contributions = MeUploadOutput(many=True)
         privacy_loss = MePrivacyLossOutput(many=True)
+        privacy_loss_total = MePrivacyLossTotalOutput()
         earnings = MeEarningsOutput()
         queries = serializers.ListField(child=serializers.DictField())
         erasures = MeErasureOutput(many=True)

@@ -43,6 +43,10 @@ class Dataset(models.Model):
     terms_version = models.PositiveIntegerField(default=1)
     total_epsilon = models.DecimalField(max_digits=24, decimal_places=12)
     spent_epsilon = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
+    # Delta composes like epsilon (basic composition): a dataset total, never overspent.
+    # Zero unless the policy allows thresholded (private-key) releases.
+    total_delta = models.DecimalField(max_digits=30, decimal_places=26, default=Decimal("0"))
+    spent_delta = models.DecimalField(max_digits=30, decimal_places=26, default=Decimal("0"))
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -59,6 +63,13 @@ class Dataset(models.Model):
             models.CheckConstraint(
                 condition=Q(total_epsilon__gte=0), name="dataset_total_not_negative"
             ),
+            models.CheckConstraint(
+                condition=Q(spent_delta__lte=F("total_delta")),
+                name="dataset_spent_delta_within_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(spent_delta__gte=0), name="dataset_spent_delta_not_negative"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -71,6 +82,10 @@ class Consent(models.Model):
     contributor = models.ForeignKey(Contributor, on_delete=models.PROTECT, related_name="consents")
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="consents")
     terms_version = models.PositiveIntegerField()
+    # The most epsilon this contributor accepts on this dataset per 365 days; null: the
+    # policy's ``default_privacy_cap`` (or none). A query whose charge would take them
+    # past it runs without them (and does not pay them).
+    privacy_cap = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     given_at = models.DateTimeField(auto_now_add=True)
     withdrawn_at = models.DateTimeField(null=True, blank=True)
 

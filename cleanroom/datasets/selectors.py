@@ -23,7 +23,14 @@ from cleanroom.datasets.models import (
     PoolCount,
 )
 from cleanroom.errors import NotFound
-from cleanroom.queries.selectors import dataset_visible_to, privacy_loss_for, queries_touching
+from cleanroom.queries.dp import PRIVACY_UNIT
+from cleanroom.queries.selectors import (
+    dataset_visible_to,
+    privacy_cap_effective,
+    privacy_loss_for,
+    privacy_loss_total,
+    queries_touching,
+)
 from payouts.selectors import contributor_earnings, contributor_earnings_detail
 
 
@@ -117,6 +124,7 @@ def consent_history(*, contributor: Contributor) -> list[dict[str, Any]]:
             and consent.terms_version == consent.dataset.terms_version,
             "given_at": consent.given_at,
             "withdrawn_at": consent.withdrawn_at,
+            "privacy_cap": privacy_cap_of(consent=consent, dataset=consent.dataset),
         }
         for consent in Consent.objects.filter(contributor=contributor)
         .select_related("dataset")
@@ -146,15 +154,29 @@ def erasure_list(*, contributor: Contributor) -> list[dict[str, Any]]:
     ]
 
 
+def privacy_cap_of(*, consent: Consent, dataset: Dataset) -> dict[str, str] | None:
+    """The cap that applies to this consent, with where it comes from, or None."""
+    cap = privacy_cap_effective(cap=consent.privacy_cap, dataset=dataset)
+    if cap is None:
+        return None
+    source = "contributor" if consent.privacy_cap is not None else "policy"
+    return {"epsilon": format(cap.normalize(), "f"), "per": "year", "source": source}
+
+
 def budget_of(dataset: Dataset) -> dict[str, str]:
+    """Epsilon and delta totals of the relation the engine charges, named in ``privacy_unit``."""
+
     def text(value: Decimal) -> str:
-        out = format(value.normalize(), "f")
-        return out
+        return format(value.normalize(), "f")
 
     return {
         "total_epsilon": text(dataset.total_epsilon),
         "spent_epsilon": text(dataset.spent_epsilon),
         "remaining_epsilon": text(dataset.total_epsilon - dataset.spent_epsilon),
+        "total_delta": text(dataset.total_delta),
+        "spent_delta": text(dataset.spent_delta),
+        "remaining_delta": text(dataset.total_delta - dataset.spent_delta),
+        "privacy_unit": PRIVACY_UNIT,
     }
 
 
@@ -190,11 +212,13 @@ def contributor_records(*, contributor: Contributor) -> list[dict[str, Any]]:
 def contributor_overview(*, contributor: Contributor) -> dict[str, Any]:
     """`GET /api/v1/me/`: who they are, consents, privacy loss, earnings, queries, uploads."""
     earnings = contributor_earnings(contributor=contributor)
+    losses = privacy_loss_for(contributor=contributor)
     return {
         "did": contributor.did,
         "consents": consent_history(contributor=contributor),
         "contributions": contribution_summary(contributor=contributor),
-        "privacy_loss": privacy_loss_for(contributor=contributor),
+        "privacy_loss": losses,
+        "privacy_loss_total": privacy_loss_total(losses),
         "earnings": {"balance": earnings["balance"], "currency": earnings["currency"]},
         "queries": queries_touching(contributor=contributor),
         "erasures": erasure_list(contributor=contributor),

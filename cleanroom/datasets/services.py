@@ -40,7 +40,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import IO, Any
 
 import numpy as np
@@ -112,6 +112,7 @@ def dataset_create(
         price=clean_price,
         retention_days=retention_days,
         total_epsilon=Decimal(clean_policy["total_epsilon"]),
+        total_delta=validation.policy_total_delta(clean_policy),
     )
     audit_record(
         action="cleanroom.dataset.created",
@@ -174,8 +175,15 @@ def dataset_update(*, actor: User, dataset: Dataset, changes: dict[str, Any]) ->
                 f"policy.total_epsilon cannot be below the epsilon already spent "
                 f"({dataset.spent_epsilon.normalize()})."
             )
+        total_delta = validation.policy_total_delta(policy)
+        if total_delta < dataset.spent_delta:
+            raise Conflict(
+                f"The policy's delta total ({total_delta.normalize():e}) cannot be below the "
+                f"delta already spent ({dataset.spent_delta.normalize():e})."
+            )
         updates["policy"] = policy
         updates["total_epsilon"] = total
+        updates["total_delta"] = total_delta
     if "price" in changes:
         updates["price"] = validation.price_clean(changes["price"])
     if "retention_days" in changes:
@@ -210,9 +218,36 @@ def _jsonable(value: Any) -> Any:
 # ---------------------------------------------------------------- consent
 
 
+def privacy_cap_clean(value: Any) -> Decimal | None:
+    """A personal cap as given at consent: ``{"epsilon": "2.0"}`` (per year) or None."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"epsilon"}:
+        raise ValidationFailed('privacy_cap must be an object {"epsilon": <number per year>}.')
+    raw = value["epsilon"]
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValidationFailed("privacy_cap.epsilon must be a number.")
+    try:
+        cap = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise ValidationFailed("privacy_cap.epsilon must be a number.") from None
+    if not cap.is_finite() or cap <= 0 or cap >= Decimal(10**9):
+        raise ValidationFailed("privacy_cap.epsilon must be a number greater than 0.")
+    if cap.as_tuple().exponent < -12:  # type: ignore[operator]
+        raise ValidationFailed("privacy_cap.epsilon has at most 12 decimal places.")
+    return cap
+
+
 @transaction.atomic
-def consent_give(*, contributor: Contributor, dataset: Dataset) -> tuple[Consent, bool]:
-    """Consent to the dataset's current terms: (consent, created). Replaces an outdated one."""
+def consent_give(
+    *, contributor: Contributor, dataset: Dataset, privacy_cap: Any = None
+) -> tuple[Consent, bool]:
+    """Consent to the dataset's current terms: (consent, created). Replaces an outdated one.
+
+    ``privacy_cap`` (``{"epsilon": ...}`` per 365 days) sets the contributor's own cap; a
+    consent with another cap is replaced by a new record (consents are append-only).
+    """
+    cap = privacy_cap_clean(privacy_cap)
     dataset = Dataset.objects.get(pk=dataset.pk)
     Contributor.objects.select_for_update().filter(pk=contributor.pk).first()
     if Erasure.objects.filter(contributor=contributor, status=Erasure.Status.PENDING).exists():
@@ -221,14 +256,23 @@ def consent_give(*, contributor: Contributor, dataset: Dataset) -> tuple[Consent
     current = Consent.objects.filter(
         contributor=contributor, dataset=dataset, withdrawn_at__isnull=True
     ).first()
-    if current is not None and current.terms_version == dataset.terms_version:
+    if (
+        current is not None
+        and current.terms_version == dataset.terms_version
+        and (privacy_cap is None or current.privacy_cap == cap)
+    ):
         return current, False
     if current is not None:
         # Consent to old terms is closed: the new record names the terms agreed to now.
         current.withdrawn_at = timezone.now()
         current.save(update_fields=["withdrawn_at"])
+    if privacy_cap is None and current is not None:
+        cap = current.privacy_cap  # new terms keep the cap the contributor chose
     consent = Consent.objects.create(
-        contributor=contributor, dataset=dataset, terms_version=dataset.terms_version
+        contributor=contributor,
+        dataset=dataset,
+        terms_version=dataset.terms_version,
+        privacy_cap=cap,
     )
     audit_record(
         action="cleanroom.consent.given",
@@ -238,6 +282,7 @@ def consent_give(*, contributor: Contributor, dataset: Dataset) -> tuple[Consent
         payload={
             "terms_version": dataset.terms_version,
             "replaces_terms_version": current.terms_version if current else None,
+            "privacy_cap": str(cap) if cap is not None else None,
         },
     )
     return consent, True

@@ -145,6 +145,8 @@ POLICY_COUNTS = ("max_groups", "max_histogram_bins", "max_contributors")
 POLICY_OPTIONAL = (
     *POLICY_COUNTS,
     "delta",
+    "total_delta",
+    "default_privacy_cap",
     "max_epsilon_per_organization",
     "allowed_organizations",
     "allowed_columns",
@@ -156,6 +158,28 @@ POLICY_OPTIONAL = (
 POLICY_AGGREGATES = ("count", "sum", "avg", "median", "quantile", "histogram")
 MAX_DELTA = Decimal("0.001")
 MAX_COUNT = 10**9
+# OpenDP counts rows in u32: rows per contributor times max contributors must fit.
+MAX_POOL_ROWS = 2**32 - 1
+DEFAULT_MAX_CONTRIBUTORS = 1_000_000
+DELTA_QUANTUM = Decimal("1e-26")
+
+
+def delta_bound(policy: dict[str, Any]) -> Decimal:
+    """The largest delta a policy may allow: one over the most contributors it admits.
+
+    Delta is the chance that the guarantee fails outright; above 1/n a mechanism may
+    release some contributors' records as they are (a thresholded release of a
+    near-unique key does exactly that), so it must stay below one person's share.
+    """
+    return Decimal(1) / Decimal(int(policy.get("max_contributors") or DEFAULT_MAX_CONTRIBUTORS))
+
+
+def policy_total_delta(policy: dict[str, Any]) -> Decimal:
+    """The dataset's delta total for a clean policy: 0 without thresholded releases."""
+    if policy.get("private_keys") is not True:
+        return Decimal(0)
+    total = Decimal(str(policy["total_delta"])) if "total_delta" in policy else delta_bound(policy)
+    return total.quantize(DELTA_QUANTUM)
 
 
 def _policy_error(key: str, message: str) -> dict[str, Any]:
@@ -262,11 +286,20 @@ def policy_clean(policy: Any, *, schema: dict[str, Any] | None = None) -> dict[s
                 problem = f"must be from 1 to {MAX_COUNT}"
             else:
                 clean[key] = value
-        elif key == "delta":
-            number, problem = _positive_decimal(value, places=20)
-            if number is not None and number > MAX_DELTA:
-                problem = f"must be greater than 0 and at most {MAX_DELTA}"
+        elif key in ("delta", "total_delta"):
+            number, problem = _positive_decimal(value, places=26)
+            bound = min(MAX_DELTA, delta_bound(clean))  # max_contributors is checked first
+            if number is not None and number > bound:
+                problem = (
+                    f"must be at most {_decimal_string(bound)}, one over max_contributors "
+                    f"({clean.get('max_contributors', DEFAULT_MAX_CONTRIBUTORS):,}): "
+                    "a larger delta lets a release show some contributors' records as they are"
+                )
             elif number is not None:
+                clean[key] = _decimal_string(number)
+        elif key == "default_privacy_cap":
+            number, problem = _positive_decimal(value, places=12)
+            if number is not None:
                 clean[key] = _decimal_string(number)
         elif key == "max_epsilon_per_organization":
             number, problem = _positive_decimal(value, places=12)
@@ -290,6 +323,17 @@ def policy_clean(policy: Any, *, schema: dict[str, Any] | None = None) -> dict[s
         if problem is not None:
             errors.append(_policy_error(key, problem))
             clean.pop(key, None)
+    if "delta" in clean and "total_delta" in clean and clean["delta"] > clean["total_delta"]:
+        errors.append(_policy_error("delta", "cannot exceed policy.total_delta"))
+    max_contributors = clean.get("max_contributors", DEFAULT_MAX_CONTRIBUTORS)
+    if clean["max_rows_per_contributor"] * max_contributors > MAX_POOL_ROWS:
+        errors.append(
+            _policy_error(
+                "max_rows_per_contributor",
+                f"times max_contributors ({max_contributors:,}) must be at most "
+                f"{MAX_POOL_ROWS:,} rows, the most the DP engine can count; lower either",
+            )
+        )
     if errors:
         fields = ", ".join(e["field"] for e in errors)
         detail = f"The policy has unknown or invalid field(s): {fields}."

@@ -58,6 +58,7 @@ def query_output(query: Query) -> dict[str, Any]:
         "requester": query.requester.username,
         "sql": query.sql,
         "epsilon": float(query.epsilon),
+        "delta": query.delta or 0.0,
         "status": query.status,
         "progress": query.progress,
         "price": money(query.price),
@@ -85,14 +86,19 @@ class QueryPreviewApi(APIView):
     class OutputSerializer(serializers.Serializer):
         dataset = serializers.CharField()
         epsilon = serializers.FloatField()
+        delta = serializers.FloatField()
+        privacy_unit = serializers.CharField()
         price = serializers.CharField()
         currency = serializers.CharField()
         columns = serializers.ListField(child=serializers.CharField())
         accuracy = serializers.ListField(child=serializers.DictField())
         groups = serializers.IntegerField()
+        pool_size = serializers.IntegerField()
         remaining_epsilon = serializers.FloatField()
+        remaining_delta = serializers.FloatField()
         fits_budget = serializers.BooleanField()
         auto_approve = serializers.BooleanField()
+        threshold = serializers.IntegerField(allow_null=True)
 
     @extend_schema(request=QueryInput, responses=OutputSerializer)
     def post(self, request: Request) -> Response:
@@ -249,7 +255,5 @@ class DatasetBudgetApi(APIView):
         summary = selectors.budget_summary(dataset=dataset)
         if getattr(request.user, "role", None) != "compliance":
             # Businesses see the public totals, not who spent what.
-            summary = {
-                key: summary[key] for key in ("total_epsilon", "spent_epsilon", "remaining_epsilon")
-            }
+            summary = {key: summary[key] for key in selectors.PUBLIC_BUDGET_FIELDS}
         return Response(summary)

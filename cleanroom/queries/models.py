@@ -48,6 +48,9 @@ class Query(models.Model):
     epsilon = models.DecimalField(max_digits=24, decimal_places=12)
     # Set only for releases with private group keys (thresholded, approximate DP).
     delta = models.FloatField(null=True, blank=True)
+    # Everything that fixes the privacy loss (``Mechanism.parameters()``), as priced and
+    # charged at submission; the run refuses (and refunds) if the rebuilt one differs.
+    mechanism = models.JSONField(null=True, blank=True)
     status = models.CharField(
         max_length=20, choices=QueryStatus.choices, default=QueryStatus.PENDING_APPROVAL
     )
@@ -109,6 +112,8 @@ class BudgetCharge(models.Model):
         Organization, on_delete=models.PROTECT, related_name="budget_charges"
     )
     epsilon = models.DecimalField(max_digits=24, decimal_places=12)
+    # The delta of a thresholded release (0 under pure DP), rounded up like epsilon.
+    delta = models.DecimalField(max_digits=30, decimal_places=26, default=Decimal("0"))
     state = models.CharField(max_length=10, choices=ChargeState.choices)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

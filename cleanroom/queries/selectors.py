@@ -3,25 +3,44 @@
 Visibility: a business sees its own organization's queries (others answer 404);
 compliance sees all; contributors see only which queries touched them, never results.
 
-Privacy loss of a contributor = the sum of the epsilons of every query whose mechanism
-ran (status released, or failed after the mechanism) over a pool that included them.
-Membership per run is stored as compact pk ranges in ``QueryPool`` (see ``membership``).
+Privacy loss of a contributor = the sum of the epsilons (and deltas) of every query whose
+mechanism ran (status released, or failed after the mechanism) over a pool that included
+them, under the relation the engine charges (one contributor's data replaced, the pool
+size public). Membership per run is stored as compact pk ranges in ``QueryPool`` (see
+``membership``). The personal cap counts the runs of the past 365 days on one dataset.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from django.db.models import Q, QuerySet, Sum
+from django.utils import timezone
 
 from cleanroom.accounts.models import Contributor, User
-from cleanroom.datasets.models import Dataset
+from cleanroom.datasets.models import Consent, Dataset
 from cleanroom.errors import NotFound, QueryRefused
-from cleanroom.queries.membership import ranges_contain
+from cleanroom.queries.dp import PRIVACY_UNIT
+from cleanroom.queries.membership import ranges_contain, ranges_decode
 from cleanroom.queries.models import BudgetCharge, ChargeState, Query, QueryPool, QueryStatus
-from cleanroom.queries.policy import policy_names
+from cleanroom.queries.policy import policy_decimal, policy_names
+
+# What a business sees of a dataset's budget (compliance also sees who spent what).
+PUBLIC_BUDGET_FIELDS = (
+    "total_epsilon",
+    "spent_epsilon",
+    "remaining_epsilon",
+    "total_delta",
+    "spent_delta",
+    "remaining_delta",
+    "privacy_unit",
+)
+# The personal cap is "per year": the runs of the last 365 days count against it.
+CAP_WINDOW = timedelta(days=365)
 
 
 def dataset_visible_to(*, dataset: Dataset, user: Any) -> bool:
@@ -96,12 +115,100 @@ def _runs_touching(contributor: Contributor) -> list[QueryPool]:
     return [pool for pool in candidates if ranges_contain(bytes(pool.ranges), pk)]
 
 
-def privacy_loss_for(*, contributor: Contributor) -> list[dict[str, Any]]:
-    """[{dataset: slug, epsilon: float}] summed over the runs whose pool included them."""
-    totals: dict[str, Decimal] = defaultdict(Decimal)
+def privacy_cap_effective(*, cap: Decimal | None, dataset: Dataset) -> Decimal | None:
+    """A consent's own cap, else the policy's ``default_privacy_cap``, else None (no cap)."""
+    if cap is not None:
+        return cap
+    try:
+        return policy_decimal(dataset.policy or {}, "default_privacy_cap", None, positive=True)
+    except QueryRefused:
+        return None
+
+
+def privacy_loss_for(
+    *, contributor: Contributor, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Per dataset they ran in or consent to: epsilon and delta over every run that included
+    them, the epsilon of the past 365 days, and the cap that counts against (or None)."""
+    since = (now or timezone.now()) - CAP_WINDOW
+    epsilon: dict[str, Decimal] = defaultdict(Decimal)
+    delta: dict[str, float] = defaultdict(float)
+    recent: dict[str, Decimal] = defaultdict(Decimal)
     for pool in _runs_touching(contributor):
-        totals[pool.query.dataset.slug] += pool.query.epsilon
-    return [{"dataset": slug, "epsilon": float(totals[slug])} for slug in sorted(totals)]
+        slug = pool.query.dataset.slug
+        epsilon[slug] += pool.query.epsilon
+        delta[slug] += pool.query.delta or 0.0
+        if pool.created_at >= since:
+            recent[slug] += pool.query.epsilon
+    caps: dict[str, Decimal | None] = {}
+    for consent in Consent.objects.filter(
+        contributor=contributor, withdrawn_at__isnull=True
+    ).select_related("dataset"):
+        slug = consent.dataset.slug
+        caps[slug] = privacy_cap_effective(cap=consent.privacy_cap, dataset=consent.dataset)
+        epsilon.setdefault(slug, Decimal(0))
+    return [
+        {
+            "dataset": slug,
+            "epsilon": float(epsilon[slug]),
+            "delta": delta[slug],
+            "epsilon_past_year": float(recent[slug]),
+            "cap": float(cap) if (cap := caps.get(slug)) is not None else None,
+        }
+        for slug in sorted(epsilon)
+    ]
+
+
+def privacy_loss_total(losses: list[dict[str, Any]]) -> dict[str, float]:
+    """Across datasets the losses add up (basic composition)."""
+    return {
+        "epsilon": float(sum(Decimal(repr(row["epsilon"])) for row in losses)),
+        "delta": sum(row["delta"] for row in losses),
+    }
+
+
+def members_over_cap(
+    *, dataset: Dataset, members: np.ndarray, epsilon: Decimal, now: datetime | None = None
+) -> np.ndarray:
+    """The members (sorted pks) whom a run charged ``epsilon`` would take past their cap.
+
+    Data-independent: caps come from consents and the policy, losses from the public
+    ledger of past runs (``QueryPool``), never from contributed rows.
+    """
+    empty = np.empty(0, dtype=np.int64)
+    default = privacy_cap_effective(cap=None, dataset=dataset)
+    consents = Consent.objects.filter(
+        dataset=dataset, withdrawn_at__isnull=True, terms_version=dataset.terms_version
+    )
+    if default is None:
+        consents = consents.filter(privacy_cap__isnull=False)
+    caps_by_pk = dict(consents.values_list("contributor_id", "privacy_cap"))
+    if not caps_by_pk or members.size == 0:
+        return empty
+    members = np.asarray(members, dtype=np.int64)
+    fallback = float(default) if default is not None else np.inf
+    caps = np.array(
+        [
+            float(cap) if (cap := caps_by_pk.get(pk)) is not None else fallback
+            for pk in members.tolist()
+        ],
+        dtype=np.float64,
+    )
+    loss = np.zeros(members.size, dtype=np.float64)
+    since = (now or timezone.now()) - CAP_WINDOW
+    runs = QueryPool.objects.filter(
+        dataset=dataset, query__mechanism_ran=True, created_at__gte=since
+    ).values_list("ranges", "query__epsilon")
+    for blob, run_epsilon in runs:
+        ranges = ranges_decode(bytes(blob))
+        if ranges.size == 0:
+            continue
+        index = np.searchsorted(ranges[:, 0], members, side="right") - 1
+        inside = (index >= 0) & (members < ranges[np.maximum(index, 0), 1])
+        loss[inside] += float(run_epsilon)
+    # A hair of slack for float sums: a run that exactly reaches the cap is allowed.
+    over = loss + float(epsilon) > caps * (1 + 1e-12)
+    return members[over]
 
 
 def queries_touching(*, contributor: Contributor) -> list[dict[str, Any]]:
@@ -144,6 +251,10 @@ def budget_summary(*, dataset: Dataset) -> dict[str, Any]:
         "total_epsilon": float(total),
         "spent_epsilon": float(spent),
         "remaining_epsilon": float(total - spent),
+        "total_delta": float(dataset.total_delta),
+        "spent_delta": float(dataset.spent_delta),
+        "remaining_delta": float(dataset.total_delta - dataset.spent_delta),
+        "privacy_unit": PRIVACY_UNIT,
         "charged_epsilon": float(charged or 0),
         "reserved_epsilon": float(reserved or 0),
         "by_organization": by_organization,

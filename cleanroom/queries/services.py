@@ -59,9 +59,21 @@ Invariants (each has tests that try to break it):
    written to the audit log in the same transaction as the change (a refund is
    ``cleanroom.budget.refunded``).
 
-Budget is accounted in epsilon. Releases with private group keys (only where the policy
-says ``private_keys``) also spend the policy's per-query ``delta``, stored on the query;
-delta is not pooled into a dataset total.
+7. The run is the mechanism that was priced: everything that fixes the privacy loss
+   (``Mechanism.parameters()``: epsilon, delta, threshold, noise scales, bounds, rows
+   per contributor, keys) is stored with the query at submission; the worker rebuilds
+   the mechanism from the current policy and, if any of it differs, fails the query
+   before any noise is drawn, refunds, and names what changed.
+8. Personal caps: a contributor whose loss on the dataset over the past 365 days plus
+   this query's epsilon would pass their cap is left out of the run's pool (and not
+   paid). The choice reads only the public ledger and the caps, under the dataset's row
+   lock in the charge transaction, so two concurrent runs cannot both spend the last room.
+
+Budget is accounted for the relation the engine charges (one contributor's data
+replaced, pool size public), in epsilon and in delta: releases with private group keys
+(only where the policy says ``private_keys``) spend the policy's per-query ``delta``
+from the dataset's ``total_delta``, reserved and refunded with the epsilon, and the
+database refuses ``spent_delta > total_delta`` like it does for epsilon.
 """
 
 from __future__ import annotations
@@ -84,7 +96,8 @@ from django.utils import timezone
 from audit.services import audit_record
 from cleanroom.accounts.models import User
 from cleanroom.datasets.models import Consent, Dataset
-from cleanroom.datasets.selectors import dataset_get
+from cleanroom.datasets.selectors import dataset_get, pool_size
+from cleanroom.datasets.validation import DEFAULT_MAX_CONTRIBUTORS, DELTA_QUANTUM
 from cleanroom.errors import (
     BudgetExhausted,
     Conflict,
@@ -98,13 +111,12 @@ from cleanroom.queries import dp
 from cleanroom.queries.membership import ranges_encode, ranges_members
 from cleanroom.queries.models import BudgetCharge, ChargeState, Query, QueryPool, QueryStatus
 from cleanroom.queries.policy import policy_bool, policy_decimal, policy_int, policy_names
-from cleanroom.queries.selectors import dataset_visible_to, organization_spent
+from cleanroom.queries.selectors import dataset_visible_to, members_over_cap, organization_spent
 from cleanroom.queries.sql import Plan, compile_sql
 
 logger = logging.getLogger(__name__)
 
 EPSILON_QUANTUM = Decimal("0.000000000001")
-DEFAULT_MAX_CONTRIBUTORS = 1_000_000
 MAX_REASON_LENGTH = 2000
 
 
@@ -211,6 +223,41 @@ def _cost(mechanism: dp.Mechanism) -> Decimal:
     return Decimal(repr(mechanism.epsilon)).quantize(EPSILON_QUANTUM, rounding=ROUND_CEILING)
 
 
+def _delta_cost(mechanism: dp.Mechanism) -> Decimal:
+    """The measurement's delta (0 under pure DP), rounded up like its epsilon."""
+    return Decimal(repr(mechanism.delta or 0.0)).quantize(DELTA_QUANTUM, rounding=ROUND_CEILING)
+
+
+def _parameters(mechanism: dp.Mechanism, target: Decimal) -> dict[str, Any]:
+    """What is stored with a query: the target it was calibrated for, and its parameters."""
+    return {"target_epsilon": str(target), **mechanism.parameters()}
+
+
+def _same(left: Any, right: Any) -> bool:
+    """Equal as JSON values (PostgreSQL's jsonb may give a float back as an integer)."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(_same(left[k], right[k]) for k in left)
+    if isinstance(left, list | tuple) and isinstance(right, list | tuple):
+        return len(left) == len(right) and all(
+            _same(a, b) for a, b in zip(left, right, strict=True)
+        )
+    numbers = (int, float)
+    if isinstance(left, numbers) and isinstance(right, numbers):
+        if isinstance(left, bool) or isinstance(right, bool):
+            return left is right
+        return float(left) == float(right)
+    return bool(left == right)
+
+
+def _changed(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The parameters that differ between the priced mechanism and the one built now."""
+    return sorted(
+        key
+        for key in stored.keys() | current.keys()
+        if not _same(stored.get(key), current.get(key))
+    )
+
+
 def _price(dataset: Dataset, epsilon: Decimal) -> int:
     from payouts.services import query_price
 
@@ -230,19 +277,27 @@ def query_preview(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> di
     plan = query_compile(dataset=target, sql=sql)
     mechanism = _mechanism(plan=plan, policy=policy, epsilon=requested)
     cost = _cost(mechanism)
+    delta = _delta_cost(mechanism)
     remaining = target.total_epsilon - target.spent_epsilon
+    remaining_delta = target.total_delta - target.spent_delta
+    members = pool_size(dataset=target)
+    # A mean's accuracy depends on its group's size: stated for an even split of the pool.
+    group_size = max(1, members // max(1, plan.group_count or 1)) if members else None
     return {
         "dataset": target.slug,
         "epsilon": float(cost),
+        "delta": float(delta),
+        "privacy_unit": dp.PRIVACY_UNIT,
         "price": _price(target, cost),
         "currency": _currency(target),
         "columns": [name for name, _ in plan.columns],
-        "accuracy": mechanism.accuracy(),
+        "accuracy": mechanism.accuracy(group_size=group_size),
         "groups": plan.group_count,
+        "pool_size": members,
         "remaining_epsilon": float(remaining),
-        "fits_budget": cost <= remaining,
+        "remaining_delta": float(remaining_delta),
+        "fits_budget": cost <= remaining and delta <= remaining_delta,
         "auto_approve": policy.auto_approve,
-        "delta": mechanism.delta,
         "threshold": mechanism.threshold,
     }
 
@@ -266,6 +321,7 @@ def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Que
     except dp.EngineError as error:
         raise QueryRefused(str(error)) from None
     cost = _cost(mechanism)
+    delta = _delta_cost(mechanism)
     # A cheap upper bound of the pool (open consents on the current terms) refuses early;
     # the exact membership is checked on the snapshot in the worker, before any charge.
     members = Consent.objects.filter(
@@ -289,6 +345,12 @@ def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Que
                 f"The query needs epsilon {cost.normalize()} but the dataset has only "
                 f"{remaining.normalize()} left."
             )
+        remaining_delta = locked.total_delta - locked.spent_delta
+        if delta > remaining_delta:
+            raise BudgetExhausted(
+                f"The query needs delta {delta.normalize():e} but the dataset has only "
+                f"{remaining_delta.normalize():e} of its delta total left."
+            )
         cap = policy.max_epsilon_per_organization
         if cap is not None:
             held = organization_spent(dataset=locked, organization_id=requester.organization_id)
@@ -306,7 +368,8 @@ def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Que
             epsilon=cost,
             status=status,
             price=price,
-            delta=mechanism.delta,
+            delta=float(delta) if plan.has_private_keys else None,
+            mechanism=_parameters(mechanism, requested),
             currency=_currency(locked),
             review_reason="Approved by the dataset policy (auto-approve)."
             if policy.auto_approve
@@ -320,10 +383,15 @@ def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Que
             dataset=locked,
             organization_id=requester.organization_id,
             epsilon=cost,
+            delta=delta,
             state=ChargeState.RESERVED,
         )
-        Dataset.objects.filter(pk=locked.pk).update(spent_epsilon=F("spent_epsilon") + cost)
-        locked.refresh_from_db(fields=["spent_epsilon", "total_epsilon"])
+        Dataset.objects.filter(pk=locked.pk).update(
+            spent_epsilon=F("spent_epsilon") + cost, spent_delta=F("spent_delta") + delta
+        )
+        locked.refresh_from_db(
+            fields=["spent_epsilon", "total_epsilon", "spent_delta", "total_delta"]
+        )
         subject = f"query:{query.pk}"
         audit_record(
             action="cleanroom.query.submitted",
@@ -332,6 +400,7 @@ def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Que
             dataset=locked.slug,
             payload={
                 "epsilon": str(cost),
+                "delta": str(delta.normalize()),
                 "price": price,
                 "organization": requester.organization_id,
                 "groups": plan.group_count,
@@ -346,6 +415,9 @@ def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Que
                 "epsilon": str(cost),
                 "spent_epsilon": str(locked.spent_epsilon),
                 "total_epsilon": str(locked.total_epsilon),
+                "delta": str(delta.normalize()),
+                "spent_delta": str(locked.spent_delta.normalize()),
+                "total_delta": str(locked.total_delta.normalize()),
                 "state": ChargeState.RESERVED,
             },
         )
@@ -441,8 +513,11 @@ def _refund(query: Query, *, actor: Any) -> None:
 
     query_hold_release(query=query)  # the held price goes back with the budget
     charge = BudgetCharge.objects.get(query=query)
-    Dataset.objects.filter(pk=dataset.pk).update(spent_epsilon=F("spent_epsilon") - charge.epsilon)
-    dataset.refresh_from_db(fields=["spent_epsilon", "total_epsilon"])
+    Dataset.objects.filter(pk=dataset.pk).update(
+        spent_epsilon=F("spent_epsilon") - charge.epsilon,
+        spent_delta=F("spent_delta") - charge.delta,
+    )
+    dataset.refresh_from_db(fields=["spent_epsilon", "total_epsilon", "spent_delta"])
     audit_record(
         action="cleanroom.budget.refunded",
         actor=actor,
@@ -452,6 +527,8 @@ def _refund(query: Query, *, actor: Any) -> None:
             "epsilon": str(charge.epsilon),
             "spent_epsilon": str(dataset.spent_epsilon),
             "total_epsilon": str(dataset.total_epsilon),
+            "delta": str(charge.delta.normalize()),
+            "spent_delta": str(dataset.spent_delta.normalize()),
         },
     )
 
@@ -729,6 +806,29 @@ def _run(query_id: int, attempt: int) -> None:
         query = Query.objects.select_for_update().get(pk=query_id)
         if query.status != QueryStatus.RUNNING or query.attempt != attempt:
             return  # taken over by a later attempt: that one runs it
+        over_cap = np.empty(0, dtype=np.int64)
+        if BudgetCharge.objects.filter(query_id=query_id, state=ChargeState.RESERVED).exists():
+            # The dataset's row lock orders the charges of concurrent runs, so the past-year
+            # losses read for the caps include every run charged before this one.
+            locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+            over_cap = members_over_cap(
+                dataset=locked, members=snapshot.members, epsilon=_cost(mechanism)
+            )
+            if over_cap.size:
+                from cleanroom.datasets.pool import pool_without
+
+                snapshot = pool_without(snapshot, over_cap)
+                minimum = policy_of(locked).min_contributors
+                if snapshot.size < minimum:
+                    _fail(
+                        query_id,
+                        f"{over_cap.size} contributors reached their personal privacy cap, "
+                        f"which leaves fewer than {minimum}; nothing was run and the budget "
+                        "was given back.",
+                        refund=True,
+                        attempt=attempt,
+                    )
+                    return
         charged = BudgetCharge.objects.filter(query_id=query_id, state=ChargeState.RESERVED).update(
             state=ChargeState.CHARGED, updated_at=timezone.now()
         )
@@ -766,10 +866,14 @@ def _run(query_id: int, attempt: int) -> None:
         "columns": release.columns,
         "rows": release.rows,
         "accuracy": release.intervals,
-        "column_accuracy": mechanism.accuracy(),
+        "column_accuracy": mechanism.accuracy(
+            group_size=max(1, snapshot.size // max(1, mechanism.plan.group_count or 1))
+        ),
         "confidence": 1 - dp.ALPHA,
-        "epsilon": release.epsilon,
-        "delta": mechanism.delta,
+        "epsilon": float(_cost(mechanism)),
+        "delta": float(_delta_cost(mechanism)),
+        "privacy_unit": dp.PRIVACY_UNIT,
+        "excluded_at_cap": int(over_cap.size),
         "threshold": mechanism.threshold,
         "pool_size": int(snapshot.size),
     }
@@ -833,12 +937,21 @@ def _prepare(query_id: int, attempt: int) -> tuple[Dataset, dp.Mechanism, Any] |
 
     query = Query.objects.select_related("dataset", "organization", "requester").get(pk=query_id)
     dataset = query.dataset
+    stored = query.mechanism or {}
+    target = Decimal(str(stored.get("target_epsilon", query.epsilon)))
     try:
         policy = policy_of(dataset)
         plan = query_compile(dataset=dataset, sql=query.sql)
-        mechanism = _mechanism(plan=plan, policy=policy, epsilon=query.epsilon)
+        mechanism = _mechanism(plan=plan, policy=policy, epsilon=target)
         if _cost(mechanism) > query.epsilon:
             raise QueryRefused("The dataset's policy changed: the query now costs more.")
+        changed = _changed(stored, _parameters(mechanism, target)) if stored else []
+        if changed:
+            raise QueryRefused(
+                "The dataset's policy changed since the query was priced: its "
+                f"{', '.join(changed)} would differ, so it is not the mechanism that was "
+                "charged. Submit it again to price it under the new policy."
+            )
         dp.mechanism_dry_run(mechanism)
     except (DomainError, dp.EngineError) as error:
         _fail(
@@ -902,6 +1015,7 @@ def _release(query_id: int, attempt: int, result: dict[str, Any], members: Any) 
             dataset=query.dataset.slug,
             payload={
                 "epsilon": str(query.epsilon),
+                "delta": str(query.delta or 0),
                 "rows": len(result["rows"]),
                 "pool_size": result["pool_size"],
             },

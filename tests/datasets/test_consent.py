@@ -32,7 +32,11 @@ def test_consent_is_recorded_with_the_terms_version(
     event = AuditEvent.objects.get(action="cleanroom.consent.given")
     assert event.subject == f"contributor:{contributor.pk}"
     assert event.dataset == "households"
-    assert event.payload == {"terms_version": 1, "replaces_terms_version": None}
+    assert event.payload == {
+        "terms_version": 1,
+        "replaces_terms_version": None,
+        "privacy_cap": None,
+    }
 
 
 def test_consenting_twice_changes_nothing(api: Any, dataset: Any, contributor: Any) -> None:
@@ -78,7 +82,7 @@ def test_new_terms_ask_again_and_keep_history(
     assert history[1] == (2, None)
     event = AuditEvent.objects.filter(action="cleanroom.consent.given").order_by("pk").last()
     assert event is not None
-    assert event.payload == {"terms_version": 2, "replaces_terms_version": 1}
+    assert event.payload == {"terms_version": 2, "replaces_terms_version": 1, "privacy_cap": None}
 
 
 @pytest.mark.parametrize("role", ["business_user", "compliance_user"])

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 
 from cleanroom.datasets.models import Dataset
 from cleanroom.datasets.services import consent_withdraw
+from cleanroom.queries.dp import PRIVACY_UNIT
 from tests.datasets.conftest import record
 
 
@@ -32,6 +33,10 @@ def test_catalog_counts_consented_contributors_with_data(
         "total_epsilon": "10",
         "spent_epsilon": "2.5",
         "remaining_epsilon": "7.5",
+        "total_delta": "0",
+        "spent_delta": "0",
+        "remaining_delta": "0",
+        "privacy_unit": PRIVACY_UNIT,
     }
     assert "consent" not in body
 

@@ -9,6 +9,7 @@ import pytest
 
 from audit.models import AuditEvent
 from cleanroom.datasets.models import Dataset
+from cleanroom.queries.dp import PRIVACY_UNIT
 from tests.datasets.conftest import HOUSEHOLDS_SCHEMA, households_payload
 
 URL = "/api/v1/datasets/"
@@ -37,6 +38,10 @@ def test_compliance_creates_a_dataset(api: Any, compliance_user: Any) -> None:
         "total_epsilon": "10",
         "spent_epsilon": "0",
         "remaining_epsilon": "10",
+        "total_delta": "0",
+        "spent_delta": "0",
+        "remaining_delta": "0",
+        "privacy_unit": PRIVACY_UNIT,
     }
     assert body["policy"] == {
         "total_epsilon": "10",

@@ -45,7 +45,9 @@ def test_next_query_after_withdrawal_leaves_them_out(
 
     member = api(people[0].user).get("/api/v1/me/").json()
     assert [q["id"] for q in member["queries"]] == [query_id]
-    assert member["privacy_loss"] == [{"dataset": "households", "epsilon": 0.5}]
+    assert member["privacy_loss"] == [
+        {"dataset": "households", "epsilon": 0.5, "delta": 0.0, "epsilon_past_year": 0.5, "cap": None}
+    ]
     left = api(leaver.user).get("/api/v1/me/").json()
     assert left["queries"] == []
     assert left["privacy_loss"] == []

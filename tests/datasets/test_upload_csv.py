@@ -57,7 +57,13 @@ def test_large_csv_never_touches_disk(
     dataset_update(
         actor=compliance_user,
         dataset=dataset,
-        changes={"policy": {**HOUSEHOLDS_POLICY, "max_rows_per_contributor": 200_000}},
+        changes={
+            "policy": {
+                **HOUSEHOLDS_POLICY,
+                "max_rows_per_contributor": 200_000,
+                "max_contributors": 20_000,  # rows x contributors must fit OpenDP's u32
+            }
+        },
     )
     contributor = consented()
     rows = "".join(

@@ -104,10 +104,26 @@ def test_avg_shares_the_count_with_count_star() -> None:
 
 
 def test_mean_interval_from_sum_and_count() -> None:
-    assert _mean_interval(1000.0, 100.0, 50.0, 10.0, 0.0, 100.0) == pytest.approx(
-        [950 / 110, 1050 / 90]
+    """Count noise-free: the mean's error is the sum's Laplace noise over the count, so the
+    half-width is the Laplace 95% quantile (b ln 20) over the count, clipped to the bounds."""
+    interval = _mean_interval(
+        mean=10.0, count=100.0, sum_scale=50.0, count_scale=0.0, count_half_width=0.0,
+        lower=0.0, upper=100.0,
     )
-    assert _mean_interval(10.0, 3.0, 5.0, 10.0, 0.0, 100.0) == [0.0, 100.0]
+    half = 50.0 * math.log(20) / 100.0
+    assert interval == pytest.approx([10.0 - half, 10.0 + half])
+    # Count noise widens it by |mean| x its scale (here equal to the sum's: 2x a Laplace sum).
+    wider = _mean_interval(
+        mean=10.0, count=100.0, sum_scale=50.0, count_scale=5.0, count_half_width=1.0,
+        lower=0.0, upper=100.0,
+    )
+    assert wider[1] - wider[0] > interval[1] - interval[0]
+    # A count within its own half-width of zero says nothing: the whole public range.
+    tiny = _mean_interval(
+        mean=10.0, count=3.0, sum_scale=5.0, count_scale=1.0, count_half_width=10.0,
+        lower=0.0, upper=100.0,
+    )
+    assert tiny == [0.0, 100.0]
 
 
 def test_histogram_quantiles_and_filters() -> None:

@@ -60,7 +60,9 @@ def test_release_stores_noisy_result_charges_and_records_membership(
         "cleanroom.query.released",
     ]
     member = make_contributor("did:example:households-0")
-    assert privacy_loss_for(contributor=member) == [{"dataset": "households", "epsilon": 0.5}]
+    assert privacy_loss_for(contributor=member) == [
+        {"dataset": "households", "epsilon": 0.5, "delta": 0.0, "epsilon_past_year": 0.5, "cap": None}
+    ]
     touching = queries_touching(contributor=member)
     assert [(t["id"], t["dataset"], t["organization"]) for t in touching] == [
         (pk, "households", "Acme")

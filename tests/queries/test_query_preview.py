@@ -38,7 +38,9 @@ def test_preview_gives_accuracy_per_output_cell_and_spends_nothing(
     assert accuracy["n"]["distribution"] == "Integer Laplace"
     assert accuracy["n"]["half_width"] > 0
     assert accuracy["s"]["half_width"] > accuracy["n"]["half_width"]
-    assert accuracy["m"]["sum_half_width"] > 0 and accuracy["m"]["count_half_width"] > 0
+    # A mean's half-width is stated for a group of the pool's even share (6 // 4 groups).
+    assert accuracy["m"]["group_size"] == 1 and accuracy["m"]["half_width"] > 0
+    assert body["pool_size"] == 6 and body["delta"] == 0.0
     assert accuracy["med"]["half_width"] is None
     assert budget_state(households) == before
     assert AuditEvent.objects.count() == events

@@ -216,6 +216,9 @@ def test_the_database_refuses_an_overspent_budget_even_if_code_did_not(
         "epsilon": "0.500000000000",
         "spent_epsilon": "0.500000000000",
         "total_epsilon": "10.000000000000",
+        "delta": "0",
+        "spent_delta": "0",
+        "total_delta": "0",
         "state": "reserved",
     }
     assert event.dataset == "households"

@@ -138,7 +138,7 @@ def test_count_interval_is_never_inverted(raw: float, expected: list[float]) -> 
     from cleanroom.queries.dp.engine import _value
 
     aggregate = SimpleNamespace(kind="count")
-    value, interval = _value(SimpleNamespace(), aggregate, {"__len": raw}, 2.55, 2.55)  # type: ignore[arg-type]
+    value, interval = _value(SimpleNamespace(), aggregate, {"__len": raw}, 2.55)  # type: ignore[arg-type]
     assert value == max(int(raw), 0)
     assert interval is not None
     assert [round(end, 6) for end in interval] == expected

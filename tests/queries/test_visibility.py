@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cleanroom.queries import dp
 from cleanroom.queries.services import query_execute
 
 SQL = "SELECT region, COUNT(*) AS n, AVG(income) AS m FROM households GROUP BY region"
@@ -81,4 +82,12 @@ def test_budget_summary(released: int, business_user: Any, compliance_user: Any,
     assert summary["by_organization"] == [{"organization": "Acme", "epsilon": 0.5}]
     assert len(summary["history"]) == 1
     public = api(business_user).get("/api/v1/queries/budget/households/").json()
-    assert public == {"total_epsilon": 10.0, "spent_epsilon": 0.5, "remaining_epsilon": 9.5}
+    assert public == {
+        "total_epsilon": 10.0,
+        "spent_epsilon": 0.5,
+        "remaining_epsilon": 9.5,
+        "total_delta": 0.0,
+        "spent_delta": 0.0,
+        "remaining_delta": 0.0,
+        "privacy_unit": dp.PRIVACY_UNIT,
+    }
