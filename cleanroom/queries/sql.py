@@ -40,6 +40,10 @@ from cleanroom.queries.policy import policy_bool, policy_int, policy_names
 
 IDENTIFIER_COLUMN = "contributor_id"
 MAX_SQL_LENGTH = 10_000
+# Parsing and compiling recurse once per nesting level (a few Python frames each), so a query
+# nested deeper than these is refused before it can exhaust the stack.
+MAX_PARENTHESES = 20
+MAX_EXPRESSION_DEPTH = 100
 MAX_AGGREGATES = 12
 DEFAULT_MAX_BINS = 20
 DEFAULT_MAX_GROUPS = 200
@@ -204,14 +208,24 @@ def _parse(sql: str) -> exp.Select:
         raise _refuse(f"The query is longer than {MAX_SQL_LENGTH} characters.")
     if "\x00" in sql:
         raise _refuse("The query contains a NUL character.")
+    too_deep = _refuse(
+        f"The query is nested too deeply: at most {MAX_PARENTHESES} levels of parentheses and "
+        f"{MAX_EXPRESSION_DEPTH} levels of operators (NOT, AND, +, ...) are allowed."
+    )
     try:
+        if _parenthesis_depth(sql) > MAX_PARENTHESES:
+            raise too_deep
         statements = [s for s in sqlglot.parse(sql, read="postgres") if s is not None]
     except (ParseError, TokenError) as error:
         first = str(error).splitlines()[0] if str(error) else "syntax error"
         raise _refuse(f"The query could not be parsed as SQL: {first[:200]}") from None
+    except RecursionError:  # e.g. 200 NOTs in a row: the parser recurses once per operator
+        raise too_deep from None
     if len(statements) != 1:
         raise _refuse("Only one statement is allowed (found a second statement after ';').")
     statement = statements[0]
+    if _expression_depth(statement) > MAX_EXPRESSION_DEPTH:
+        raise too_deep
     for node in statement.walk():
         if node.comments:
             raise _refuse("Comments are not allowed in a query.")
@@ -223,6 +237,32 @@ def _parse(sql: str) -> exp.Select:
             raise _refuse(f"Only SELECT is allowed; {kind} statements (DDL/DML) are refused.")
         raise _refuse("Only a SELECT statement is allowed.")
     return statement
+
+
+def _parenthesis_depth(sql: str) -> int:
+    """The deepest nesting of parentheses, counted on tokens (a string literal's parentheses
+    are not nesting)."""
+    depth = deepest = 0
+    for token in sqlglot.tokenize(sql, read="postgres"):
+        if token.token_type == sqlglot.TokenType.L_PAREN:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token.token_type == sqlglot.TokenType.R_PAREN:
+            depth -= 1
+    return deepest
+
+
+def _expression_depth(root: exp.Expression) -> int:
+    """The depth of the parsed tree, walked without recursion."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_EXPRESSION_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in node.iter_expressions())
+    return deepest
 
 
 def _identifier_name(node: exp.Expression) -> str:
