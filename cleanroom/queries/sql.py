@@ -252,7 +252,7 @@ def _parenthesis_depth(sql: str) -> int:
     return deepest
 
 
-def _expression_depth(root: exp.Expression) -> int:
+def _expression_depth(root: Any) -> int:
     """The depth of the parsed tree, walked without recursion."""
     deepest = 0
     stack = [(root, 1)]
