@@ -436,6 +436,8 @@ class _Column:
                 if text.startswith(FORMULA_PREFIXES[:1] + FORMULA_PREFIXES[3:]):
                     return None, "looks like a spreadsheet formula, which is not accepted"
                 return None, "expected an integer"
+            if len(stripped.lstrip("+-").lstrip("0")) > 19:  # beyond 64 bits, and int()'s limit
+                return None, f"out of bounds: must be between {self.lower} and {self.upper}"
             return self._bounded(int(stripped))
         if self.type == "float":
             if not FLOAT_RE.match(stripped):
