@@ -209,3 +209,78 @@ def status_server(_https_server: StatusServer, test_ca: Path, settings: Any) -> 
     settings.CLEANROOM_STATUS_LIST_TIMEOUT_SECONDS = 3
     _https_server.requests.clear()
     return _https_server
+
+
+# --- SD-JWT VC / OpenID4VP ---------------------------------------------------------------------
+
+PID_VCT = "urn:eudi:pid:1"
+
+
+@pytest.fixture(scope="session")
+def sd_issuer_state() -> dict[str, Any]:
+    issuer = Issuer.generate(name="Test PID issuer")
+    issuer.sd_jwt_signing_key()
+    return issuer.to_json()
+
+
+@pytest.fixture
+def sd_issuer(sd_issuer_state: dict[str, Any]) -> Issuer:
+    """An SD-JWT VC issuer known by its key's did:jwk (no network needed)."""
+    return Issuer.from_json(json.loads(json.dumps(sd_issuer_state)))
+
+
+@pytest.fixture
+def sd_trusted(db: Any, sd_issuer: Issuer) -> Any:
+    return services.trusted_issuer_create(
+        did=sd_issuer.sd_jwt_issuer, name="Test PID issuer", vcts=[PID_VCT], actor=None
+    )
+
+
+@pytest.fixture
+def holder() -> Wallet:
+    return Wallet.generate()
+
+
+def pid(issuer: Issuer, holder: Wallet, **kwargs: Any) -> str:
+    """A PID-like SD-JWT VC for `holder` (birth date 1990-05-01 unless told otherwise)."""
+    from datetime import date
+
+    kwargs.setdefault("birthdate", date(1990, 5, 1))
+    kwargs.setdefault("given_name", "Ada")
+    return issuer.issue_sd_jwt(holder_jwk=holder.holder_jwk, **kwargs)
+
+
+@pytest.fixture
+def sd_request(db: Any) -> Any:
+    return services.presentation_request_create(formats=["dc+sd-jwt"])
+
+
+def post_form(request_obj: dict[str, Any], fields: dict[str, str]) -> Any:
+    """POST an application/x-www-form-urlencoded answer (direct_post) to the response_uri."""
+    from urllib.parse import urlencode
+
+    path = urlsplit(request_obj["response_uri"]).path
+    return APIClient().post(
+        path, data=urlencode(fields), content_type="application/x-www-form-urlencoded"
+    )
+
+
+def answer(request_obj: dict[str, Any], vp_token: Any, *, state: str | None = None) -> Any:
+    """Answer with a DCQL vp_token map as OpenID4VP 1.0 direct_post does."""
+    if isinstance(vp_token, str):
+        vp_token = {"onboarding_sd_jwt": [vp_token]}
+    return post_form(
+        request_obj,
+        {"vp_token": json.dumps(vp_token), "state": request_obj["state"] if state is None else state},
+    )
+
+
+def sd_present(request_obj: dict[str, Any], credential: str, holder: Wallet, **kwargs: Any) -> str:
+    """Our wallet's presentation of `credential` for the request (only what the DCQL asks)."""
+    from identity import sdjwt
+
+    kwargs.setdefault("paths", [("age_equal_or_over", "18")])
+    kwargs.setdefault("nonce", request_obj["nonce"])
+    kwargs.setdefault("audience", request_obj["client_id"])
+    kwargs.setdefault("holder_key", holder.holder_signing_key())
+    return sdjwt.present(credential, **kwargs)
