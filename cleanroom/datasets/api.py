@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadhandler import MemoryFileUploadHandler
+from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -19,6 +20,7 @@ from cleanroom.datasets.models import Dataset
 from cleanroom.errors import PayloadTooLarge, ValidationFailed
 from cleanroom.parsers import JSONParser
 from cleanroom.permissions import IsContributor, ReadAnyWriteCompliance
+from cleanroom.streaming import json_chunks
 
 
 class PlaintextStaysInMemory(MemoryFileUploadHandler):
@@ -332,11 +334,16 @@ class MeExportApi(APIView):
         erasures = MeErasureOutput(many=True)
 
     @extend_schema(responses=OutputSerializer)
-    def get(self, request: Request) -> Response:
-        response = Response(selectors.contributor_export(contributor=_contributor(request)))
-        response["Content-Disposition"] = 'attachment; filename="my-clean-room-data.json"'
-        response["Cache-Control"] = "no-store"
-        return response
+    def get(self, request: Request) -> StreamingHttpResponse:
+        return export_response(selectors.contributor_export(contributor=_contributor(request)))
+
+
+def export_response(export: dict[str, Any]) -> StreamingHttpResponse:
+    """The export streamed (one upload decrypted at a time): constant memory for any size."""
+    response = StreamingHttpResponse(json_chunks(export), content_type="application/json")
+    response["Content-Disposition"] = 'attachment; filename="my-clean-room-data.json"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 class MeDataApi(APIView):

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from cleanroom import parsers as json_input
 from cleanroom.accounts.models import Contributor
 from cleanroom.datasets import selectors, services
-from cleanroom.datasets.api import PlaintextStaysInMemory
+from cleanroom.datasets.api import PlaintextStaysInMemory, export_response
 from cleanroom.errors import DomainError, PayloadTooLarge, ValidationFailed
 from portal.access import roles
 
@@ -274,12 +274,8 @@ def _privacy_chart(losses: list[dict[str, Any]]) -> dict[str, Any]:
 
 @roles("contributor")
 @require_GET
-def export(request: HttpRequest) -> HttpResponse:
-    data = selectors.contributor_export(contributor=_contributor(request))
-    response = JsonResponse(data, json_dumps_params={"indent": 2})
-    response["Content-Disposition"] = 'attachment; filename="my-clean-room-data.json"'
-    response["Cache-Control"] = "no-store"
-    return response
+def export(request: HttpRequest) -> HttpResponseBase:
+    return export_response(selectors.contributor_export(contributor=_contributor(request)))
 
 
 @roles("contributor")

@@ -6,6 +6,7 @@ uploads, decrypted for their own export.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +32,7 @@ from cleanroom.queries.selectors import (
     privacy_loss_total,
     queries_touching,
 )
+from cleanroom.streaming import JsonBatch
 from payouts.selectors import contributor_earnings, contributor_earnings_detail
 
 
@@ -182,26 +184,46 @@ def budget_of(dataset: Dataset) -> dict[str, str]:
 
 def contributor_records(*, contributor: Contributor) -> list[dict[str, Any]]:
     """The contributor's own uploads decrypted, for their export (Article 15/20) only."""
+    return [
+        upload | {"records": [row for batch in upload["records"] for row in batch]}
+        for upload in contributor_records_stream(contributor=contributor)
+    ]
+
+
+# Rows decoded to Python objects at a time while an export streams.
+EXPORT_BATCH_ROWS = 2048
+
+
+def contributor_records_stream(*, contributor: Contributor) -> Iterator[dict[str, Any]]:
+    """`contributor_records` lazily: one upload decrypted at a time, its `records` a
+    generator of row batches, so an export of millions of rows holds one upload at most."""
     record = ContributorKey.objects.filter(contributor=contributor).first()
     if record is None or record.wrapped is None:
-        return []
+        return
     key = storage.data_key_unwrap(record)
-    out = []
-    for contribution in (
+    # Ids first, then one ciphertext at a time: never every upload's bytes together.
+    uploads = list(
         Contribution.objects.filter(contributor=contributor)
-        .select_related("dataset")
         .order_by("created_at", "pk")
-    ):
+        .values_list("pk", "dataset__slug", "created_at")
+    )
+    for pk, slug, created_at in uploads:
+        contribution = Contribution.objects.filter(pk=pk).first()
+        if contribution is None:  # removed (retention, erasure) while the export streamed
+            continue
         table = storage.contribution_decrypt(key=key, contribution=contribution)
-        out.append(
-            {
-                "id": contribution.pk,
-                "dataset": contribution.dataset.slug,
-                "uploaded_at": contribution.created_at,
-                "records": table.to_pylist(),
-            }
-        )
-    return out
+        del contribution
+        yield {
+            "id": pk,
+            "dataset": slug,
+            "uploaded_at": created_at,
+            "records": _record_batches(table),
+        }
+
+
+def _record_batches(table: Any) -> Iterator[JsonBatch]:
+    for batch in table.to_batches(max_chunksize=EXPORT_BATCH_ROWS):
+        yield JsonBatch(batch.to_pylist())
 
 
 # ---------------------------------------------------------------- the contributor's view
@@ -226,12 +248,16 @@ def contributor_overview(*, contributor: Contributor) -> dict[str, Any]:
 
 
 def contributor_export(*, contributor: Contributor) -> dict[str, Any]:
-    """`GET /api/v1/me/export/`: everything about them, their records decrypted for them."""
+    """`GET /api/v1/me/export/`: everything about them, their records decrypted for them.
+
+    `contributions` is a generator (see `contributor_records_stream`): encode it with
+    `cleanroom.streaming.json_chunks`, which never holds the whole export.
+    """
     return {
         "did": contributor.did,
         "joined_at": contributor.created_at,
         "consents": consent_history(contributor=contributor),
-        "contributions": contributor_records(contributor=contributor),
+        "contributions": contributor_records_stream(contributor=contributor),
         "privacy_loss": privacy_loss_for(contributor=contributor),
         "queries": queries_touching(contributor=contributor),
         "earnings": contributor_earnings_detail(contributor=contributor),

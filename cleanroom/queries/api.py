@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -25,6 +25,7 @@ from cleanroom.errors import NotFound, ValidationFailed
 from cleanroom.permissions import IsBusiness, IsBusinessOrCompliance, IsCompliance
 from cleanroom.queries import selectors, services
 from cleanroom.queries.models import Query, QueryStatus
+from cleanroom.streaming import JsonBatch, chunked, json_chunks
 
 
 def money(micro: int) -> str:
@@ -187,40 +188,53 @@ class QueryRejectApi(APIView):
         return Response(query_output(query))
 
 
-def result_download(query: Query, kind: str) -> HttpResponse:
-    """The released result as CSV (value, low, high per aggregate) or JSON."""
+def result_download(query: Query, kind: str) -> StreamingHttpResponse:
+    """The released result as CSV (value, low, high per aggregate) or JSON, streamed."""
     result = query.result or {"columns": [], "rows": [], "accuracy": []}
     if kind == "json":
-        body = json.dumps(
-            {"query": query.pk, "dataset": query.dataset.slug, "epsilon": float(query.epsilon)}
-            | result,
-            indent=2,
-            default=str,
-        )
-        response = HttpResponse(body, content_type="application/json")
+        body = {"query": query.pk, "dataset": query.dataset.slug, "epsilon": float(query.epsilon)}
+        body |= result | {"rows": (JsonBatch(batch) for batch in _batches(result["rows"]))}
+        response = StreamingHttpResponse(json_chunks(body), content_type="application/json")
         response["Content-Disposition"] = f'attachment; filename="query-{query.pk}.json"'
         return response
+    response = StreamingHttpResponse(
+        chunked(_csv_lines(result)), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="query-{query.pk}.csv"'
+    return response
+
+
+def _batches(rows: list[Any], size: int = 1000) -> Iterator[list[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def _csv_lines(result: dict[str, Any]) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
+
+    def line(cells: list[Any]) -> bytes:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(cells)
+        return buffer.getvalue().encode()
+
     header: list[str] = []
     aggregate_columns = {entry["column"] for entry in result.get("column_accuracy", [])}
     for name in result["columns"]:
         header.append(name)
         if name in aggregate_columns:
             header.extend([f"{name}_low95", f"{name}_high95"])
-    writer.writerow(header)
+    yield line(header)
     for row, intervals in zip(result["rows"], result["accuracy"], strict=False):
-        line: list[Any] = []
+        cells: list[Any] = []
         for name, value, interval in zip(result["columns"], row, intervals, strict=False):
-            line.append(_csv_cell(value))
+            cells.append(_csv_cell(value))
             if name in aggregate_columns:
-                line.extend(
+                cells.extend(
                     [_csv_cell(interval[0]), _csv_cell(interval[1])] if interval else ["", ""]
                 )
-        writer.writerow(line)
-    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="query-{query.pk}.csv"'
-    return response
+        yield line(cells)
 
 
 def _csv_cell(value: Any) -> Any:
@@ -234,7 +248,7 @@ class QueryResultDownloadApi(APIView):
     permission_classes = [IsBusinessOrCompliance]
 
     @extend_schema(responses={(200, "text/csv"): str})
-    def get(self, request: Request, pk: int) -> HttpResponse:
+    def get(self, request: Request, pk: int) -> StreamingHttpResponse:
         query = selectors.query_get(user=request.user, pk=pk)
         if query.status != QueryStatus.RELEASED:
             raise ValidationFailed(f"Query {query.pk} has no result yet ({query.status}).")

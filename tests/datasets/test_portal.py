@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import pytest
@@ -122,7 +123,8 @@ def test_dashboard_export_and_erase(dataset: Any, consented: Any, upload: Any) -
 
     export = client.get("/my-data/export/")
     assert export.status_code == 200
-    assert export.json()["contributions"][0]["records"][0]["age"] == 44
+    body = json.loads(b"".join(export.streaming_content))
+    assert body["contributions"][0]["records"][0]["age"] == 44
 
     client.post("/my-data/erase/", {"confirm": "nope"})
     assert Erasure.objects.count() == 0

@@ -68,7 +68,8 @@ def test_status_page_polls_until_released_then_shows_table_chart_downloads(
     assert page.content.count(b'class="bar"') == 4
     assert b"Download CSV" in page.content
     csv_download = client.get(f"/queries/{query.pk}/download.csv")
-    assert csv_download.status_code == 200 and csv_download.content.startswith(b"region,n,n_low95")
+    assert csv_download.status_code == 200
+    assert b"".join(csv_download.streaming_content).startswith(b"region,n,n_low95")
     assert client.get(f"/queries/{query.pk}/download.exe").status_code == 404
     rival = browser(other_business_user)
     assert rival.get(f"/queries/{query.pk}/").status_code == 404

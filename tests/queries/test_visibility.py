@@ -66,11 +66,13 @@ def test_downloads_as_csv_and_json(released: int, business_user: Any, api: Any) 
     response = api(business_user).get(f"/api/v1/queries/{released}/result/?as=csv")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0] == ["region", "n", "n_low95", "n_high95", "m", "m_low95", "m_high95"]
     assert [r[0] for r in rows[1:]] == ["north", "south", "east", "west"]
     as_json = json.loads(
-        api(business_user).get(f"/api/v1/queries/{released}/result/?as=json").content
+        b"".join(
+            api(business_user).get(f"/api/v1/queries/{released}/result/?as=json").streaming_content
+        )
     )
     assert as_json["columns"] == ["region", "n", "m"] and as_json["query"] == released
     assert api(business_user).get(f"/api/v1/queries/{released}/result/?as=xml").status_code == 400
