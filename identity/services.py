@@ -525,6 +525,11 @@ def _issuer_input(
         if value.strip() not in cleaned_vcts:
             cleaned_vcts.append(value.strip())
     is_did = identifier.startswith("did:")
+    if cleaned and not is_did:
+        raise ValidationFailed(
+            "W3C credential types need a DID issuer; an issuer URL or certificate is trusted "
+            "for SD-JWT VC types (vcts)."
+        )
     if formats is None:
         chosen = (["ldp_vc", "jwt_vc_json"] if cleaned and is_did else []) + (
             ["dc+sd-jwt"] if cleaned_vcts else []
