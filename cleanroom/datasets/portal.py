@@ -56,6 +56,9 @@ def _card(dataset: Any, request: HttpRequest) -> dict[str, Any]:
         card["consent"] = selectors.consent_status(
             contributor=_contributor(request), dataset=dataset
         )
+        consent = selectors.consent_open(contributor=_contributor(request), dataset=dataset)
+        if consent is not None:
+            card["privacy_cap"] = selectors.privacy_cap_of(consent=consent, dataset=dataset)
     return card
 
 
@@ -104,7 +107,16 @@ def _example_row(schema: dict[str, Any]) -> dict[str, Any]:
 @require_POST
 def consent(request: HttpRequest, slug: str) -> HttpResponse:
     dataset = selectors.dataset_get(slug=slug)
-    _, created = services.consent_give(contributor=_contributor(request), dataset=dataset)
+    cap = request.POST.get("privacy_cap", "").strip()
+    try:
+        _, created = services.consent_give(
+            contributor=_contributor(request),
+            dataset=dataset,
+            privacy_cap={"epsilon": cap} if cap else None,
+        )
+    except ValidationFailed as error:
+        messages.error(request, str(error))
+        return redirect("datasets:detail", slug=slug)
     messages.success(
         request,
         f"You consented to version {dataset.terms_version} of the terms of {dataset.name}."
@@ -248,10 +260,18 @@ def _whole(value: str, name: str) -> int:
 def dashboard(request: HttpRequest) -> HttpResponse:
     overview = selectors.contributor_overview(contributor=_contributor(request))
     losses = overview["privacy_loss"]
+    caps = [
+        {
+            **row,
+            "percent": round(min(100.0, 100 * row["epsilon_past_year"] / row["cap"]), 1),
+        }
+        for row in losses
+        if row["cap"]
+    ]
     return render(
         request,
         "datasets/dashboard.html",
-        {"me": overview, "chart": _privacy_chart(losses)},
+        {"me": overview, "chart": _privacy_chart(losses), "caps": caps},
     )
 
 
