@@ -38,6 +38,7 @@ FALSE_WORDS = {"false", "0", "no"}
 INTEGER_RE = re.compile(r"^[+-]?[0-9]+$")
 FLOAT_RE = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 MICRO = Decimal("0.000001")
+MAX_FLOAT_BOUND = Decimal(10**15)
 
 
 # ---------------------------------------------------------------- dataset definitions
@@ -104,6 +105,11 @@ def schema_clean(schema: Any) -> dict[str, Any]:
                     raise ValidationFailed(f"{where}: bounds must fit in 64 bits.")
                 clean["lower"], clean["upper"] = int(lower), int(upper)
             else:
+                if lower < -MAX_FLOAT_BOUND or upper > MAX_FLOAT_BOUND:
+                    raise ValidationFailed(
+                        f"{where}: bounds must be within -1e15 and 1e15 (a sum over larger "
+                        "values overflows and its noise would swamp any answer)."
+                    )
                 clean["lower"], clean["upper"] = float(lower), float(upper)
         if kind == "string" and "categories" in column:
             allowed.add("categories")
@@ -362,10 +368,10 @@ def price_clean(price: Any) -> dict[str, str]:
         amount = _number(price[key], f"price.{key}")
         if amount < 0:
             raise ValidationFailed(f"price.{key} cannot be negative.")
+        if amount >= Decimal(10**9):  # first: quantize() fails beyond 28 digits
+            raise ValidationFailed(f"price.{key} is too large.")
         if amount != amount.quantize(MICRO, rounding="ROUND_DOWN"):
             raise ValidationFailed(f"price.{key} has at most 6 decimal places.")
-        if amount >= Decimal(10**9):
-            raise ValidationFailed(f"price.{key} is too large.")
         clean[key] = format(amount.quantize(MICRO), "f")
     if Decimal(clean["platform_fee"]) > 1:
         raise ValidationFailed("price.platform_fee is a fraction between 0 and 1.")
