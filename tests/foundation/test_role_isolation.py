@@ -664,6 +664,35 @@ def _text(response: Any) -> str:
 def test_allowed_roles_get_the_object_and_no_other_role_does(
     client: APIClient, world: World, case: Case
 ) -> None:
+    _check(client, world, case)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("view", "route"),
+    [
+        ("cleanroom.queries.api.DatasetBudgetApi", "/api/v1/queries/budget/<slug:slug>/"),
+        ("payouts.api.BillingApi", "/api/v1/billing/"),
+    ],
+)
+def test_the_matrix_fails_when_a_permission_class_is_dropped(
+    client: APIClient, world: World, monkeypatch: pytest.MonkeyPatch, view: str, route: str
+) -> None:
+    """The test of the test: with one view's permission classes gone, its case fails."""
+    import importlib
+
+    from rest_framework.permissions import AllowAny
+
+    module, name = view.rsplit(".", 1)
+    monkeypatch.setattr(
+        getattr(importlib.import_module(module), name), "permission_classes", [AllowAny]
+    )
+    (case,) = [c for c in CASES if c.route == route and c.method == "get"]
+    with pytest.raises(AssertionError):
+        _check(client, world, case)
+
+
+def _check(client: APIClient, world: World, case: Case) -> None:
     for name in case.needs:
         getattr(world, name)
     path = case.path(world)
