@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -122,6 +123,10 @@ def problem_details_handler(exc: Exception, context: dict[str, Any]) -> Response
     """DRF exception handler: every client error becomes a problem-details body."""
     if isinstance(exc, DomainError):
         return problem(exc.status_code, exc.type, exc.title, exc.detail, exc.errors)
+    if isinstance(exc, RequestDataTooBig):
+        return problem(
+            413, PayloadTooLarge.type, PayloadTooLarge.title, "The request body is too large."
+        )
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

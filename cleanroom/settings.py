@@ -75,6 +75,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before CSRF (which reads a form's body): 413 and the portal role check come first.
+    "cleanroom.middleware.RequestGuardMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -140,6 +142,12 @@ STORAGES = {
 # Uploads: a 50 MB body is refused outright; files above 2.5 MB stream to disk.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=20 * 1024 * 1024)
 CLEANROOM_MAX_UPLOAD_BYTES = env.int("CLEANROOM_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
+# Any request body above this is refused with 413 before a byte of it is read (an upload
+# of the largest allowed file plus its multipart envelope fits).
+CLEANROOM_MAX_REQUEST_BYTES = env.int(
+    "CLEANROOM_MAX_REQUEST_BYTES",
+    default=max(DATA_UPLOAD_MAX_MEMORY_SIZE, CLEANROOM_MAX_UPLOAD_BYTES) + 64 * 1024,
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -41,6 +41,8 @@ def roles(*allowed: str) -> Callable[[View], View]:
             except DomainError as error:
                 return error_page(request, error.status_code, error.title, error.detail)
 
+        # Read by cleanroom.middleware: the role is checked before anything reads the body.
+        wrapped.allowed_roles = allowed  # type: ignore[attr-defined]
         return wrapped
 
     return decorate

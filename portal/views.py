@@ -6,6 +6,7 @@ Errors under /api/ are answered as problem-details JSON, never HTML.
 from __future__ import annotations
 
 from django.contrib.auth import authenticate, login, logout
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -75,6 +76,8 @@ def _error(request: HttpRequest, status: int, title: str, detail: str) -> HttpRe
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return _error(request, 413, "Payload too large", "The request body is too large.")
     return _error(request, 400, "Bad request", "The request could not be understood.")
 
 

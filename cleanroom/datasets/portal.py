@@ -137,25 +137,27 @@ def withdraw(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect("datasets:detail", slug=slug)
 
 
+@roles("contributor")
 @csrf_exempt
 def upload(request: HttpRequest, slug: str) -> HttpResponseBase:
-    # The upload handler must be set before the body is read, and CSRF checking reads it:
-    # so CSRF is checked below, after the handler is in place (Django's documented way).
-    request.upload_handlers = [PlaintextStaysInMemory(request)]
-    return _upload_protected(request, slug)
-
-
-@csrf_protect
-@roles("contributor")
-@require_POST
-def _upload_protected(request: HttpRequest, slug: str) -> HttpResponse:
-    dataset = selectors.dataset_get(slug=slug)
+    # The role and the size are checked before anything reads the body (an anonymous
+    # 200 MB POST is never parsed). The upload handler must be set before the body is
+    # read, and CSRF checking reads it: so CSRF is checked below, after the handler is in
+    # place (Django's documented way).
     limit = settings.CLEANROOM_MAX_UPLOAD_BYTES
     if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
         raise PayloadTooLarge(
             f"The upload is larger than the limit of {limit // (1024 * 1024)} MB; "
             "split it into several uploads."
         )
+    request.upload_handlers = [PlaintextStaysInMemory(request)]
+    return _upload_protected(request, slug)
+
+
+@csrf_protect
+@require_POST
+def _upload_protected(request: HttpRequest, slug: str) -> HttpResponse:
+    dataset = selectors.dataset_get(slug=slug)
     file = request.FILES.get("file")
     text = request.POST.get("records", "").strip()
     try:

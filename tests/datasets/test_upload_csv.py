@@ -232,8 +232,10 @@ def test_fifty_megabytes_is_refused_before_parsing(api: Any, dataset: Any, conse
     big = HEADER.encode() + b"34,north,1,3,true\n" * (50 * 1024 * 1024 // 18)
     response = post_csv(client, big)
     assert response.status_code == 413
+    # Refused by the request guard before any view runs (cleanroom/middleware.py).
     assert response.json()["detail"] == (
-        "The upload is larger than the limit of 20 MB; split it into several uploads."
+        "The request body is larger than the limit of 20 MB; "
+        "send less at once (split an upload into several)."
     )
     assert state_of() == before
 
