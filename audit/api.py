@@ -28,23 +28,26 @@ from audit.selectors import (
 )
 from audit.services import checkpoint_create
 from cleanroom.errors import ValidationFailed
+from cleanroom.numbers import BIGINT_MAX, whole_number
 from cleanroom.permissions import IsCompliance
 
 MAX_PAGE_SIZE = 500
 
 
-def _positive_int(params: Any, name: str, default: int | None = None) -> int | None:
+MAX_PAGE = 10**12  # page x page size stays far inside PostgreSQL's bigint OFFSET
+
+
+def _positive_int(
+    params: Any, name: str, default: int | None = None, maximum: int = BIGINT_MAX
+) -> int | None:
     raw = params.get(name)
     if raw in (None, ""):
         return default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        value = 0
+    value = whole_number(str(raw), maximum=maximum) or 0  # ASCII digits, in range
     if value < 1:
         raise ValidationFailed(
-            f"{name} must be a positive whole number, not {raw!r}.",
-            errors=[{"field": name, "message": "not a positive integer"}],
+            f"{name} must be a whole number from 1 to {maximum}, not {str(raw)[:40]!r}.",
+            errors=[{"field": name, "message": "not a positive integer in range"}],
         )
     return value
 
@@ -99,7 +102,7 @@ class EventListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         filters = EventFilter.from_params(request.query_params)
-        page = _positive_int(request.query_params, "page", 1) or 1
+        page = _positive_int(request.query_params, "page", 1, maximum=MAX_PAGE) or 1
         size = min(_positive_int(request.query_params, "page_size", 50) or 50, MAX_PAGE_SIZE)
         events = event_list(filters=filters)
         count = events.count()

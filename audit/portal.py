@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET
 from audit import charts, keys, selectors
 from audit.models import AuditEvent
 from cleanroom.errors import ValidationFailed
+from cleanroom.numbers import whole_number
 from portal.access import roles
 
 View = Callable[..., HttpResponseBase]
@@ -42,7 +43,7 @@ def _query_string(filters: selectors.EventFilter, **extra: str) -> str:
 
 def _subject_link(subject: str) -> str | None:
     kind, _, value = subject.partition(":")
-    return value if kind == "query" and value.isdigit() else None
+    return value if kind == "query" and whole_number(value) is not None else None
 
 
 @compliance_only
@@ -106,9 +107,10 @@ def event_detail(request: HttpRequest, seq: int) -> HttpResponse:
 @compliance_only
 def query_lookup(request: HttpRequest) -> HttpResponse:
     raw = request.GET.get("query", "").strip().removeprefix("query:")
-    if not raw.isdigit():
-        raise ValidationFailed(f"A query is named by its number, not {raw!r}.")
-    return redirect("audit:query", query_id=int(raw))
+    query_id = whole_number(raw)
+    if query_id is None:
+        raise ValidationFailed(f"A query is named by its number, not {raw[:40]!r}.")
+    return redirect("audit:query", query_id=query_id)
 
 
 def _story_summary(story: list[AuditEvent]) -> dict[str, Any]:

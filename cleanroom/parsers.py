@@ -18,11 +18,13 @@ import re
 from typing import Any
 
 from django.conf import settings
-from rest_framework import parsers
+from rest_framework import parsers, serializers
 from rest_framework.exceptions import ParseError
 
 # Deeper than any document the service reads (a verifiable presentation nests about 10).
 MAX_DEPTH = 64
+
+_WHOLE_TEXT = re.compile(r"\s*[+-]?[0-9]+(?:\.0*)?\s*")
 
 # A \u escape of a NUL or a surrogate, not preceded by an escaped backslash.
 _RISKY_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
@@ -102,3 +104,13 @@ class JSONParser(parsers.JSONParser):
             return loads(text)
         except ValueError as error:  # JSONDecodeError, JSONRefused, UnicodeDecodeError
             raise ParseError(f"JSON parse error - {error}") from None
+
+
+class WholeNumberField(serializers.IntegerField):
+    """DRF's IntegerField reading only ASCII digits from text (its int() also reads "١٢" as
+    12 and "1_0" as 10)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, str) and not _WHOLE_TEXT.fullmatch(data):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from cleanroom.accounts.models import Contributor, Organization
 from cleanroom.errors import NotFound, ValidationFailed
+from cleanroom.numbers import whole_number
 from cleanroom.permissions import IsBusiness, IsCompliance, IsContributor
 from payouts import selectors, services
 from payouts.disbursement import webhook_apply
@@ -38,13 +39,18 @@ def _contributor(request: Request) -> Contributor:
     return request.user.contributor  # type: ignore[union-attr]
 
 
+MAX_OFFSET = 10**15  # far past any table, and OFFSET + LIMIT still fits PostgreSQL's bigint
+
+
 def _paging(request: Request) -> tuple[int, int]:
-    try:
-        limit = min(max(int(request.query_params.get("limit", 100)), 1), 1000)
-        offset = max(int(request.query_params.get("offset", 0)), 0)
-    except ValueError:
-        raise ValidationFailed("limit and offset are whole numbers.") from None
-    return limit, offset
+    limit = whole_number(str(request.query_params.get("limit", 100)))
+    offset = whole_number(str(request.query_params.get("offset", 0)), maximum=MAX_OFFSET)
+    if limit is None or offset is None:
+        raise ValidationFailed(
+            f"limit and offset are whole numbers (offset at most {MAX_OFFSET}).",
+            errors=[{"field": "limit/offset", "message": "Not a whole number in range."}],
+        )
+    return min(max(limit, 1), 1000), offset
 
 
 class ChargeOutput(serializers.Serializer):
@@ -199,11 +205,12 @@ class PayoutsApi(APIView):
                 errors=[{"field": "status", "message": "Unknown status."}],
             )
         settlement = request.query_params.get("settlement")
-        if settlement is not None and not settlement.isdigit():
+        settlement_id = whole_number(settlement) if settlement else None
+        if settlement and settlement_id is None:
             raise ValidationFailed("settlement is a settlement id.")
         rows = selectors.payouts_list(
             status=status_filter,
-            settlement=int(settlement) if settlement else None,
+            settlement=settlement_id,
             limit=limit,
             offset=offset,
         )
@@ -250,9 +257,10 @@ class SettlementDetailApi(APIView):
         out: dict[str, Any] = selectors.settlement_row(settlement)
         contributor = request.query_params.get("contributor")
         if contributor:
-            if not contributor.isdigit():
+            contributor_pk = whole_number(contributor)
+            if contributor_pk is None:
                 raise ValidationFailed("contributor is a contributor id.")
-            out["proof"] = settlement_proof(settlement=settlement, contributor_pk=int(contributor))
+            out["proof"] = settlement_proof(settlement=settlement, contributor_pk=contributor_pk)
         return Response(out)
 
 

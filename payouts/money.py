@@ -6,9 +6,10 @@ client sent, formatting is integer arithmetic.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 
 from cleanroom.errors import ValidationFailed
+from cleanroom.numbers import decimal_number
 
 MICRO = 1_000_000
 DECIMALS = 6
@@ -31,7 +32,7 @@ def micro_parse(value: object, *, field: str = "amount", positive: bool = True) 
             errors=[{"field": field, "message": "Use a decimal string."}],
         )
     try:
-        number = Decimal(str(value).strip())
+        number = decimal_number(value)  # ASCII digits only: Decimal() also reads "١٢"
     except (InvalidOperation, ValueError):
         raise ValidationFailed(
             f"{field} is not a decimal number: {str(value)[:40]!r}.",

@@ -18,7 +18,7 @@ from cleanroom.accounts.models import Contributor
 from cleanroom.datasets import selectors, services
 from cleanroom.datasets.models import Dataset
 from cleanroom.errors import PayloadTooLarge, ValidationFailed
-from cleanroom.parsers import JSONParser
+from cleanroom.parsers import JSONParser, WholeNumberField
 from cleanroom.permissions import IsContributor, ReadAnyWriteCompliance
 from cleanroom.streaming import json_chunks
 
@@ -85,7 +85,7 @@ class DatasetListApi(APIView):
         schema = serializers.JSONField()
         policy = serializers.JSONField()
         price = serializers.JSONField()
-        retention_days = serializers.IntegerField(required=False, default=365)
+        retention_days = WholeNumberField(required=False, default=365)
 
     @extend_schema(responses=DatasetOutput(many=True))
     def get(self, request: Request) -> Response:
@@ -119,7 +119,7 @@ class DatasetDetailApi(APIView):
         schema = serializers.JSONField(required=False)
         policy = serializers.JSONField(required=False)
         price = serializers.JSONField(required=False)
-        retention_days = serializers.IntegerField(required=False)
+        retention_days = WholeNumberField(required=False)
 
     @extend_schema(responses=DatasetOutput)
     def get(self, request: Request, slug: str) -> Response:

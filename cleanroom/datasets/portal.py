@@ -25,6 +25,7 @@ from cleanroom.accounts.models import Contributor
 from cleanroom.datasets import selectors, services
 from cleanroom.datasets.api import PlaintextStaysInMemory, export_response
 from cleanroom.errors import DomainError, PayloadTooLarge, ValidationFailed
+from cleanroom.numbers import decimal_number
 from portal.access import roles
 
 EXAMPLE_SCHEMA = {
@@ -251,10 +252,14 @@ def new(request: HttpRequest) -> HttpResponse:
 
 
 def _whole(value: str, name: str) -> int:
+    """A whole number typed into a form ("30", "30.0"), in ASCII digits."""
     try:
-        return int(Decimal(value)) if Decimal(value) == int(Decimal(value)) else int("x")
-    except (InvalidOperation, ValueError):
-        raise ValidationFailed(f"{name} must be a whole number.") from None
+        number = decimal_number(value)
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not number.is_finite() or number != number.to_integral_value() or abs(number) > 10**18:
+        raise ValidationFailed(f"{name} must be a whole number.")
+    return int(number)
 
 
 @roles("contributor")

@@ -63,6 +63,7 @@ from cleanroom.datasets.models import (
     PoolSegment,
 )
 from cleanroom.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from cleanroom.numbers import decimal_number
 
 # Pool segments are rewritten into pieces of at most this many rows; small segments
 # (from recent uploads) are merged once there are more than SMALL_SEGMENTS_MAX of them,
@@ -228,7 +229,7 @@ def privacy_cap_clean(value: Any) -> Decimal | None:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise ValidationFailed("privacy_cap.epsilon must be a number.")
     try:
-        cap = Decimal(str(raw).strip())
+        cap = decimal_number(raw)  # ASCII digits only: Decimal() also reads "١٢"
     except InvalidOperation:
         raise ValidationFailed("privacy_cap.epsilon must be a number.") from None
     if not cap.is_finite() or cap <= 0 or cap >= Decimal(10**9):

@@ -20,6 +20,7 @@ from typing import IO, Any
 import pyarrow as pa
 
 from cleanroom.errors import ValidationFailed
+from cleanroom.numbers import decimal_number
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
@@ -48,7 +49,7 @@ def _number(value: Any, where: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValidationFailed(f"{where} must be a number.")
     try:
-        number = Decimal(str(value))
+        number = decimal_number(value)  # ASCII digits only: Decimal() also reads "١٢"
     except InvalidOperation as exc:
         raise ValidationFailed(f"{where} must be a number.") from exc
     if not number.is_finite():
@@ -232,7 +233,7 @@ def _positive_decimal(value: Any, *, places: int) -> tuple[Decimal | None, str |
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None, "must be a number"
     try:
-        number = Decimal(str(value).strip())
+        number = decimal_number(value)
     except InvalidOperation:
         return None, "must be a number"
     if not number.is_finite() or number <= 0:

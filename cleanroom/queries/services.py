@@ -107,6 +107,7 @@ from cleanroom.errors import (
     QueryRefused,
     ValidationFailed,
 )
+from cleanroom.numbers import decimal_number
 from cleanroom.queries import dp
 from cleanroom.queries.membership import ranges_encode, ranges_members
 from cleanroom.queries.models import BudgetCharge, ChargeState, Query, QueryPool, QueryStatus
@@ -167,7 +168,7 @@ def epsilon_parse(value: Any, *, policy: Policy) -> Decimal:
     if isinstance(value, bool):
         raise ValidationFailed("epsilon must be a number.")
     try:
-        epsilon = Decimal(str(value).strip())
+        epsilon = decimal_number(value)  # ASCII digits only
     except (InvalidOperation, ValueError):
         raise ValidationFailed("epsilon must be a number.") from None
     if not epsilon.is_finite():
