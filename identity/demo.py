@@ -24,8 +24,8 @@ def _issuer_dir() -> Path:
 
 
 def seed(*, stdout: Any = None) -> list[str]:
-    from identity import selectors, services
-    from identity.issuer.core import Issuer
+    from identity import publications, selectors, services
+    from identity.issuer.core import PID_VCT, Issuer
     from identity.wallet.core import Wallet
 
     issuer_path = _issuer_dir() / "issuer.json"
@@ -37,6 +37,17 @@ def seed(*, stdout: Any = None) -> list[str]:
     credential_type = settings.CLEANROOM_ONBOARDING_CREDENTIAL
     services.trusted_issuer_ensure(
         did=issuer.did, name=issuer.name, credential_types=[credential_type]
+    )
+    # The same demo issuer issues PID-like SD-JWT VCs as the service's /demo-issuer, which
+    # publishes its metadata and Token Status List (identity.publications).
+    if issuer.url != publications.demo_issuer_url() or issuer.token_status is None:
+        issuer.url = publications.demo_issuer_url()
+        issuer.token_status_create(
+            uri=settings.CLEANROOM_ORIGIN.rstrip("/") + publications.STATUS_LIST_PATH
+        )
+        issuer.save(issuer_path)
+    services.trusted_issuer_ensure(
+        did=issuer.url, name=f"{issuer.name} (SD-JWT VC)", vcts=[PID_VCT]
     )
 
     keys_path = Path(settings.VAR_DIR) / "demo-wallet-keys.json"
@@ -69,11 +80,20 @@ def seed(*, stdout: Any = None) -> list[str]:
     origin = settings.CLEANROOM_ORIGIN
     return [
         f"Identity: {admitted} demo contributors signed in with their wallets; demo issuer "
-        f"{issuer.did} is trusted for {credential_type} (its key: {directory}).",
+        f"{issuer.did} is trusted for {credential_type} and, as {issuer.url}, for SD-JWT VC "
+        f"{PID_VCT} (its keys: {directory}).",
         "Join as a new contributor with the command-line wallet:",
         "  export CLEANROOM_WALLET=var/my-wallet CLEANROOM_WALLET_PASSPHRASE='choose-a-passphrase'",
-        f"  cleanroom-wallet init && cleanroom-issuer --dir {directory} issue --subject "
+        "  cleanroom-wallet init",
+        "  SD-JWT VC (OpenID4VP 1.0, discloses only age_equal_or_over.18):",
+        f"  cleanroom-issuer --dir {directory} issue --format dc+sd-jwt --holder-jwk "
+        f"\"$(cleanroom-wallet jwk)\" --given-name Ada --birthdate 1990-05-01 --status "
+        f"--out var/my-pid.txt && cleanroom-wallet import var/my-pid.txt && cleanroom-wallet "
+        f"login {origin}",
+        "  W3C (JSON-LD):",
+        f"  cleanroom-issuer --dir {directory} issue --subject "
         f"$(cleanroom-wallet did) --out var/my-credential.json && cleanroom-wallet import "
         f"var/my-credential.json && cleanroom-wallet login {origin}",
-        f"  (or open {origin}/join/ and run the `cleanroom-wallet present ...` command it shows)",
+        f"  (or open {origin}/join/ and run `cleanroom-wallet present '<the openid4vp:// link>'`; "
+        f"revoke with `cleanroom-issuer --dir {directory} revoke --token INDEX`)",
     ]

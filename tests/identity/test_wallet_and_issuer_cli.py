@@ -230,3 +230,41 @@ def test_console_script_against_a_live_server(live_server, settings, tmp_path, t
     assert login.returncode == 0, login.stderr  # also: no crash at exit after using didkit
     assert f"signed in as {did}" in login.stdout
     assert Contributor.objects.filter(did=did).exists()
+
+
+def test_the_seeded_sd_jwt_commands_sign_a_person_in_and_revocation_stops_them(
+    db, settings, tmp_path, capsys, in_process_service, monkeypatch
+):
+    """What seed_demo prints: the issuer (published by the service) issues a PID-like SD-JWT VC
+    to the wallet's holder key; the wallet signs in disclosing only the age predicate."""
+    settings.VAR_DIR = tmp_path
+    dirs = {"wallet": str(tmp_path / "wallet"), "issuer": str(tmp_path / "demo-issuer")}
+    monkeypatch.setenv("CLEANROOM_WALLET_PASSPHRASE", PASSPHRASE)
+    monkeypatch.setattr("identity.wallet.core.SCRYPT_N", 2**10)
+    origin = settings.CLEANROOM_ORIGIN
+    assert issuer(dirs, "init", "--url", f"{origin}/demo-issuer") == 0
+    assert issuer(dirs, "status-list", "create", "--kind", "TokenStatusList", "--url", f"{origin}/demo-issuer/status-list") == 0
+    services.trusted_issuer_create(did=f"{origin}/demo-issuer", name="Demo", vcts=["urn:eudi:pid:1"], actor=None)
+    capsys.readouterr()
+    assert wallet(dirs, "init") == 0
+    capsys.readouterr()
+    assert wallet(dirs, "jwk") == 0
+    holder_jwk = capsys.readouterr().out.strip()
+    assert '"d"' not in holder_jwk
+    out = str(tmp_path / "pid.txt")
+    assert issuer(dirs, "issue", "--format", "dc+sd-jwt", "--holder-jwk", holder_jwk, "--birthdate", "1990-05-01", "--status", "--out", out) == 0
+    assert "status index 0" in capsys.readouterr().err
+    assert wallet(dirs, "import", out) == 0
+    assert "Imported credential 1: urn:eudi:pid:1" in capsys.readouterr().out
+    assert wallet(dirs, "login", origin) == 0
+    printed = capsys.readouterr().out
+    assert "Verified: signed in as did:jwk:" in printed and "Credentials: urn:eudi:pid:1" in printed
+    assert issuer(dirs, "revoke", "--token", "0") == 0
+    from identity import statuslist
+
+    statuslist.CACHE.clear()
+    assert wallet(dirs, "login", origin) == 1
+    assert "revoked" in capsys.readouterr().err
+    assert Contributor.objects.count() == 1
+    assert issuer(dirs, "metadata") == 0
+    assert json.loads(capsys.readouterr().out)["issuer"] == f"{origin}/demo-issuer"
