@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from cleanroom.errors import DomainError
 from cleanroom.permissions import IsCompliance
+from cleanroom.throttling import PRESENTATION_REQUESTS_PER_CLIENT, throttle_request
 from identity import selectors, services
 
 
@@ -57,6 +58,8 @@ class PresentationRequestCreateApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: RequestObjectSerializer})
     def post(self, request: Request) -> Response:
+        # Anonymous and each one stores a nonce: limited per client address (429).
+        throttle_request(request, PRESENTATION_REQUESTS_PER_CLIENT)
         data = self.InputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
         chosen = data.validated_data.get("format")
