@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "payouts",
     "audit",
     "portal",
+    "cleanroom.operations",
 ]
 
 MIDDLEWARE = [
@@ -194,6 +195,24 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     else {}
 )
 CELERY_TASK_ALWAYS_EAGER = False
+
+# Django's cache holds the rate-limit counters (cleanroom/throttling.py): Redis whenever the
+# broker is Redis (or CACHE_URL says where), so every web worker sees the same counts; a
+# per-process memory cache only on the embedded zero-setup default.
+if env.str("CACHE_URL", default=""):
+    CACHES = {"default": env.cache("CACHE_URL")}
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CELERY_BROKER_URL,
+            "KEY_PREFIX": "cleanroom-cache",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Set only behind a proxy that overwrites it (e.g. HTTP_X_REAL_IP); REMOTE_ADDR otherwise.
+CLEANROOM_CLIENT_ADDRESS_HEADER = env.str("CLEANROOM_CLIENT_ADDRESS_HEADER", default="")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 # Payouts: settle the distributions recorded since the last run, then pay who is due.
 CELERY_BEAT_SCHEDULE["payouts-settlement"] = {
