@@ -122,7 +122,11 @@ def _flatten(data: Any, prefix: str = "") -> list[dict[str, str]]:
 def problem_details_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler: every client error becomes a problem-details body."""
     if isinstance(exc, DomainError):
-        return problem(exc.status_code, exc.type, exc.title, exc.detail, exc.errors)
+        answer = problem(exc.status_code, exc.type, exc.title, exc.detail, exc.errors)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:  # a 429 says when to come back
+            answer["Retry-After"] = str(retry_after)
+        return answer
     if isinstance(exc, RequestDataTooBig):
         return problem(
             413, PayloadTooLarge.type, PayloadTooLarge.title, "The request body is too large."

@@ -5,11 +5,14 @@ Errors under /api/ are answered as problem-details JSON, never HTML.
 
 from __future__ import annotations
 
-from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth import login, logout
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
+
+from cleanroom.accounts import services as accounts
+from cleanroom.throttling import Throttled, client_address
 
 INTRODUCTIONS = {
     "contributor": (
@@ -38,13 +41,19 @@ def home(request: HttpRequest) -> HttpResponse:
 def sign_in(request: HttpRequest) -> HttpResponse:
     error = ""
     if request.method == "POST":
-        user = authenticate(
-            request,
-            username=request.POST.get("username", ""),
-            password=request.POST.get("password", ""),
-        )
-        if user is None:
-            error = "Unknown username or wrong password."
+        try:
+            user = accounts.sign_in(
+                username=request.POST.get("username", ""),
+                password=request.POST.get("password", ""),
+                client=client_address(request),
+                channel="portal",
+            )
+        except Throttled as refused:
+            response = render(request, "portal/sign_in.html", {"error": refused.detail}, status=429)
+            response["Retry-After"] = str(refused.retry_after)
+            return response
+        except accounts.InvalidCredentials as refused:
+            error = refused.detail
         else:
             login(request, user)
             target = request.GET.get("next", "")

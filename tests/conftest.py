@@ -29,6 +29,18 @@ def fast_password_hasher(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache(settings: Any) -> None:
+    """A new in-memory cache per test: rate-limit counters never carry from one test to the
+    next (the Redis cache is shared with the broker, so it is never flushed)."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"test-{os.getpid()}-{time.monotonic_ns()}",
+        }
+    }
+
+
 @pytest.fixture
 def compliance_user(db: Any) -> Any:
     from cleanroom.accounts.services import account_create

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -10,8 +9,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cleanroom.accounts.services import token_for
-from cleanroom.errors import DomainError
+from cleanroom.accounts.services import InvalidCredentials, sign_in, token_for
+from cleanroom.throttling import client_address
+
+__all__ = ["InvalidCredentials", "TokenObtainApi"]
 
 
 class TokenObtainApi(APIView):
@@ -30,17 +31,12 @@ class TokenObtainApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(
-            request._request,
+        user = sign_in(
             username=data.validated_data["username"],
             password=data.validated_data["password"],
+            client=client_address(request),
+            channel="api",
         )
-        if user is None:
-            raise InvalidCredentials("Unknown username or wrong password.")
-        return Response({"token": token_for(user=user), "role": user.role})  # type: ignore[arg-type,attr-defined]
-
-
-class InvalidCredentials(DomainError):
-    status_code = 401
-    title = "Not authenticated"
-    type = "invalid-credentials"
+        return Response(
+            self.OutputSerializer({"token": token_for(user=user), "role": user.role}).data
+        )

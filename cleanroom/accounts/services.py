@@ -8,17 +8,87 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.auth import authenticate
 from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
+from audit.services import audit_record
 from cleanroom.accounts.models import Contributor, Organization, Role, User
-from cleanroom.errors import Conflict, ValidationFailed
+from cleanroom.errors import Conflict, DomainError, ValidationFailed
+from cleanroom.throttling import (
+    SIGN_IN_PER_ACCOUNT,
+    SIGN_IN_PER_CLIENT,
+    Throttled,
+    client_tag,
+    throttle_first_refusal,
+    throttle_hit,
+    throttle_wait,
+)
 
 
 def token_for(*, user: User) -> str:
     """The user's API token, created on first use."""
     token, _ = Token.objects.get_or_create(user=user)
     return str(token.key)
+
+
+class InvalidCredentials(DomainError):
+    status_code = 401
+    title = "Not authenticated"
+    type = "invalid-credentials"
+
+
+def sign_in(*, username: str, password: str, client: str, channel: str) -> User:
+    """The account these credentials open (API token endpoint and portal sign-in alike).
+
+    Rate-limited per client address and per account (``cleanroom.throttling``): over a
+    limit, ``Throttled`` (429) before the password is even checked. Every wrong password
+    is audited as ``accounts.sign_in.refused`` and the start of a lockout as
+    ``accounts.sign_in.locked``; neither holds the password, the typed username (it may be
+    a password typed in the wrong field) or the address (a keyed hash of it instead).
+    """
+    account = username.casefold()
+    for limit, subject in ((SIGN_IN_PER_CLIENT, client), (SIGN_IN_PER_ACCOUNT, account)):
+        wait = throttle_wait(limit, subject)
+        if wait:
+            if throttle_first_refusal(limit, subject):
+                audit_record(
+                    action="accounts.sign_in.locked",
+                    actor=None,
+                    subject=_user_subject(username),
+                    payload={
+                        "channel": channel,
+                        "client": client_tag(client),
+                        "limit": limit.scope,
+                        "retry_after": wait,
+                    },
+                )
+            raise Throttled(
+                f"Too many failed sign-ins; try again in {wait} seconds.", retry_after=wait
+            )
+    user = authenticate(None, username=username, password=password)
+    if user is None:
+        throttle_hit(SIGN_IN_PER_CLIENT, client)
+        throttle_hit(SIGN_IN_PER_ACCOUNT, account)
+        subject = _user_subject(username)
+        audit_record(
+            action="accounts.sign_in.refused",
+            actor=None,
+            subject=subject,
+            payload={
+                "channel": channel,
+                "client": client_tag(client),
+                "reason": "wrong password" if subject else "unknown username",
+            },
+        )
+        raise InvalidCredentials("Unknown username or wrong password.")
+    assert isinstance(user, User)
+    return user
+
+
+def _user_subject(username: str) -> str:
+    pk = User.objects.filter(username=username).values_list("pk", flat=True).first()
+    return f"user:{pk}" if pk else ""
 
 
 @transaction.atomic
