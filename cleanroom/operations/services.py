@@ -26,6 +26,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -40,6 +41,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from tqdm import tqdm
 
 from cleanroom.errors import DomainError
 
@@ -93,16 +95,8 @@ class RestoreReport:
         }
 
 
-def _quiet(**_: Any) -> Any:
-    class _Bar:
-        def update(self, _n: int = 1) -> None: ...
-        def close(self) -> None: ...
-        def __enter__(self) -> Any:
-            return self
-
-        def __exit__(self, *exc: Any) -> None: ...
-
-    return _Bar()
+def _quiet(**options: Any) -> Any:
+    return tqdm(disable=True, **options)
 
 
 def _sha256_copy(source: Path, target: Path | None, bar: Any) -> tuple[str, int]:
@@ -290,24 +284,27 @@ def _dump_postgresql(*, snapshot: str, target: Path, progress: Progress) -> None
         f"--file={target}",
     ]
     bar = progress(total=estimate, desc="database (pg_dump)", unit="B", unit_scale=True)
-    try:
-        process = subprocess.Popen(
-            command,
-            env=_pg_environment(database),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        seen = 0
-        while process.poll() is None:
-            time.sleep(0.2)
-            size = target.stat().st_size if target.exists() else 0
-            bar.update(max(0, size - seen))
-            seen = max(seen, size)
-        bar.total = seen  # the estimate was the database's size; the dump is smaller
-        bar.refresh()
-        errors = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    finally:
-        bar.close()
+    # stderr to a file: a pipe could fill while we poll the dump's size.
+    with tempfile.TemporaryFile() as errors_file:
+        try:
+            process = subprocess.Popen(
+                command,
+                env=_pg_environment(database),
+                stdout=subprocess.DEVNULL,
+                stderr=errors_file,
+            )
+            seen = 0
+            while process.poll() is None:
+                time.sleep(0.2)
+                size = target.stat().st_size if target.exists() else 0
+                bar.update(max(0, size - seen))
+                seen = max(seen, size)
+            bar.total = seen  # the estimate was the database's size; the dump is smaller
+            bar.refresh()
+        finally:
+            bar.close()
+        errors_file.seek(0)
+        errors = errors_file.read().decode(errors="replace")
     if process.returncode != 0:
         raise BackupFailed(f"pg_dump failed ({process.returncode}): {errors.strip()[-2000:]}")
 

@@ -23,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        progress: Any = (lambda **_: tqdm(disable=True)) if options["quiet"] else tqdm
+        progress: Any = (lambda **kw: tqdm(disable=True, **kw)) if options["quiet"] else tqdm
         try:
             manifest = backup_create(destination=Path(options["out"]), progress=progress)
         except BackupFailed as exc:

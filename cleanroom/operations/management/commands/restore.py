@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        progress: Any = (lambda **_: tqdm(disable=True)) if options["quiet"] else tqdm
+        progress: Any = (lambda **kw: tqdm(disable=True, **kw)) if options["quiet"] else tqdm
         source = Path(options["source"])
         try:
             if options["check"]:
