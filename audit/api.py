@@ -46,7 +46,7 @@ def _positive_int(
     value = whole_number(str(raw), maximum=maximum) or 0  # ASCII digits, in range
     if value < 1:
         raise ValidationFailed(
-            f"{name} must be a whole number from 1 to {maximum}, not {str(raw)[:40]!r}.",
+            f"{name} must be a positive whole number (at most {maximum}), not {str(raw)[:40]!r}.",
             errors=[{"field": name, "message": "not a positive integer in range"}],
         )
     return value
@@ -142,6 +142,10 @@ class VerifyApi(APIView):
         latest_checkpoint = serializers.JSONField(allow_null=True)
         unsigned_tail = serializers.IntegerField()
         problems = serializers.ListField(child=serializers.CharField())
+        checkpoint_every = serializers.IntegerField(
+            allow_null=True,
+            help_text="checkpoint interval: a longer unsigned tail makes ok false",
+        )
 
         class Meta:
             ref_name = "AuditVerification"

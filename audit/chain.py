@@ -440,6 +440,7 @@ class Report:
     latest_checkpoint: int | None = None
     unsigned_tail: int = 0
     problems: list[str] = field(default_factory=list)
+    checkpoint_every: int | None = None  # the interval the tail was held to (None: not checked)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -453,7 +454,34 @@ class Report:
             "latest_checkpoint": self.latest_checkpoint,
             "unsigned_tail": self.unsigned_tail,
             "problems": self.problems,
+            "checkpoint_every": self.checkpoint_every,
         }
+
+    def hold_tail_to(self, checkpoint_every: int | None) -> Report:
+        """Report more entries after the newest checkpoint than the checkpoint interval as a
+        problem.
+
+        Checkpoints are signed every ``checkpoint_every`` entries (and periodically), so a
+        longer tail means signing has stopped: those entries could be rewritten by anyone
+        with database access without a signature noticing. The log then does not verify,
+        and its first bad entry is the first entry no checkpoint covers (entries under a
+        checkpoint that fails are reported by that checkpoint's own problem)."""
+        self.checkpoint_every = checkpoint_every
+        newest = self.latest_checkpoint or 0
+        tail = self.entries - newest
+        if checkpoint_every is None or tail <= checkpoint_every:
+            return self
+        first = newest + 1
+        why = (
+            f"entries {first}..{self.entries} ({tail}) are not covered by any signed "
+            f"checkpoint, more than the checkpoint interval of {checkpoint_every}: "
+            "checkpoints have stopped being signed"
+        )
+        self.problems.append(why)
+        if self.first_bad_entry is None or first < self.first_bad_entry:
+            self.first_bad_entry, self.reason = first, why
+        self.ok = False
+        return self
 
 
 # (seqs, entries, stored prev hashes, stored hashes); hashes as hex str or ASCII bytes.

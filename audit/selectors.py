@@ -19,6 +19,7 @@ from audit.services import (
     EVENT_COLUMNS,
     StoredNodes,
     checkpoint_as_chain,
+    checkpoint_every,
     columns_match_entry,
 )
 from audit.verify import entry_line
@@ -211,7 +212,7 @@ def log_verify(*, parallel: bool = False) -> chain.Report:
         report.first_bad_entry = disagree
         report.reason = why
         report.problems.insert(0, why)
-    return report
+    return report.hold_tail_to(checkpoint_every())
 
 
 def checkpoint_latest() -> AuditCheckpoint | None:
@@ -345,6 +346,7 @@ def export_lines() -> Iterator[bytes]:
             "origin": chain.ORIGIN,
             "entries": head,
             "checkpoints": len(checkpoints),
+            "checkpoint_every": checkpoint_every(),
             "key_id": keys.current_key_id(),
             "exported_at": chain.format_time(timezone.now()),
         }

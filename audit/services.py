@@ -22,6 +22,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -368,13 +369,22 @@ class StoredNodes:
         self.prefetch(wanted)
 
 
+def _json_number(value: int | float) -> Decimal:
+    """The number a JSON text states: a float by the shortest text that reads back as it
+    (what json.dumps writes), so 1e308 is exactly 10**308, as PostgreSQL's numeric has it."""
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
 def same_json(a: Any, b: Any) -> bool:
-    """JSON equality that keeps booleans apart from numbers (PostgreSQL's jsonb may turn
-    1e20 into 100000000000000000000, which is the same number)."""
+    """JSON equality as jsonb has it: numbers by the value of their text, booleans apart.
+
+    PostgreSQL's jsonb gives 1e308 back as 1000...0 (309 digits), which Python reads as an
+    int; comparing that with the float 1e308 in Python would be false (the float is not
+    exactly 10**308), and the checkpointer would refuse that entry forever."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
+        return _json_number(a) == _json_number(b)
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):

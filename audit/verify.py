@@ -138,18 +138,25 @@ def _fast_columns(
 
 
 def verify_export(
-    stream: BinaryIO, public_key_pem: bytes, *, strict: bool = False, parallel: bool = False
+    stream: BinaryIO,
+    public_key_pem: bytes,
+    *,
+    strict: bool = False,
+    parallel: bool = False,
+    max_unsigned: int | None = None,
 ) -> chain.Report:
     """Verify an export read from `stream` against the service's public key (`parallel`
-    builds the Merkle tree in a second process)."""
+    builds the Merkle tree in a second process). More unsigned entries at the end than
+    `max_unsigned` (default: the checkpoint interval the header states) is a problem."""
     public_key = chain.load_public_key(public_key_pem)
     checkpoints: list[chain.Checkpoint] = []
     witnesses: list[bytes | None] = []  # hex, decoded only when a checkpoint fails
     header_seen = False
+    stated_every: int | None = None
     number = 0
 
     def other_line(line: bytes) -> None:
-        nonlocal header_seen
+        nonlocal header_seen, stated_every
         try:
             data = json.loads(line)
         except ValueError as error:
@@ -159,6 +166,8 @@ def verify_export(
             if data.get("format") != FORMAT:
                 raise ExportError(f"line {number}: unknown format {data.get('format')!r}")
             header_seen = True
+            every = data.get("checkpoint_every")  # absent from exports made before it was
+            stated_every = every if isinstance(every, int) and every > 0 else None
         elif kind == "checkpoint":
             try:
                 checkpoints.append(chain.checkpoint_from_dict(data))
@@ -205,7 +214,7 @@ def verify_export(
     )
     if not header_seen:
         raise ExportError("no header line: is this an audit export?")
-    return report
+    return report.hold_tail_to(max_unsigned if max_unsigned is not None else stated_every)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,14 +226,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--strict", action="store_true", help="also check every entry is canonical JSON"
     )
+    parser.add_argument(
+        "--max-unsigned",
+        type=int,
+        default=None,
+        help="most entries allowed after the last signed checkpoint (default: the checkpoint "
+        "interval the export's header states)",
+    )
     args = parser.parse_args(argv)
     try:
         pem = Path(args.key).read_bytes()
         if args.export == "-":
-            report = verify_export(sys.stdin.buffer, pem, strict=args.strict, parallel=True)
+            report = verify_export(
+                sys.stdin.buffer,
+                pem,
+                strict=args.strict,
+                parallel=True,
+                max_unsigned=args.max_unsigned,
+            )
         else:
             with open(args.export, "rb") as stream:
-                report = verify_export(stream, pem, strict=args.strict, parallel=True)
+                report = verify_export(
+                    stream, pem, strict=args.strict, parallel=True, max_unsigned=args.max_unsigned
+                )
     except (OSError, ValueError) as error:
         print(json.dumps({"ok": False, "error": str(error)}))
         return 2
