@@ -479,7 +479,11 @@ def checkpoint_create() -> AuditCheckpoint | None:
     nodes.cache.update({(level, index): digest for level, index, digest in fresh})
     nodes.needed(lambda get: chain.tree_root(new_size, get))
     root = chain.tree_root(new_size, nodes.get)
-    return _signed(size=new_size, root=root, head=previous)
+    checkpoint = _signed(size=new_size, root=root, head=previous)
+    from payouts.crash import crash_point  # test workers only: a kill before the commit
+
+    crash_point("audit.checkpoint.before_commit")
+    return checkpoint
 
 
 def checkpoint_as_chain(checkpoint: AuditCheckpoint) -> chain.Checkpoint:

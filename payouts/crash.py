@@ -7,7 +7,9 @@ a test rewrites between cases without restarting the worker. The marker file is 
 just before dying, so a point fires once and the redelivered task runs through.
 Scope ``worker`` (default) kills the whole worker process group, as a lost machine would
 (the message stays unacked until the broker redelivers it); ``child`` kills only the pool
-process (the parent rejects and requeues the message).
+process (the parent rejects and requeues the message). A plan with ``"sleep": seconds``
+pauses there instead (every time; ``at`` may then name several points, comma-separated),
+so a fault test can restart a server while work is known to be in flight there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 POINTS = (
@@ -23,6 +26,14 @@ POINTS = (
     "settlement.after_commit_before_ack",
     "payout.after_provider_call",
     "payout.after_commit_before_ack",
+    # Kill points of the fault tests (tests/faults), each before its transaction commits,
+    # and of the query runs (tests/queries/test_worker_crash.py).
+    "pool.compact.before_commit",
+    "erasure.purge.before_commit",
+    "audit.checkpoint.before_commit",
+    "queries.execute.after_claim",
+    "queries.execute.after_charge",
+    "queries.execute.after_release",
 )
 
 
@@ -45,7 +56,10 @@ def crash_point(name: str) -> None:
     if os.environ.get("CLEANROOM_TEST_WORKER") != "1":
         return
     plan = _plan()
-    if plan.get("at") != name:
+    if name not in plan.get("at", "").split(","):
+        return
+    if plan.get("sleep"):
+        time.sleep(float(plan["sleep"]))
         return
     marker = plan.get("marker", "")
     if marker:

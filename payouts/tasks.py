@@ -7,7 +7,7 @@ from functools import partial
 from typing import Any
 
 from celery import shared_task
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 
 from payouts.crash import crash_point
 from payouts.disbursement import (
@@ -31,7 +31,15 @@ def _queue_sends(payout_ids: list[int]) -> None:
         transaction.on_commit(partial(payouts_send.delay, chunk))
 
 
-@shared_task(acks_late=True, name="payouts.tasks.settlement_run")
+# The database went away mid-run (a restart): run again soon rather than at the next beat;
+# every step is idempotent (a redelivery is a no-op for what it already did).
+@shared_task(
+    acks_late=True,
+    name="payouts.tasks.settlement_run",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=8,
+)
 def settlement_run(requested_by: int | None = None) -> list[int]:
     """Open a settlement per currency with unsettled distributions, finish every open one,
     create its payouts and queue them (periodic via beat, or on demand)."""

@@ -64,6 +64,7 @@ from cleanroom.datasets.models import (
 )
 from cleanroom.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from cleanroom.numbers import decimal_number
+from payouts.crash import crash_point
 
 # Pool segments are rewritten into pieces of at most this many rows; small segments
 # (from recent uploads) are merged once there are more than SMALL_SEGMENTS_MAX of them,
@@ -523,6 +524,7 @@ def _pool_compact(dataset_pk: int) -> tuple[int, int]:
             assert isinstance(frame, pl.DataFrame)
             _segments_write(dataset, frame)
             Contribution.objects.filter(pk__in=[c.pk for c in pending]).update(is_compacted=True)
+            crash_point("pool.compact.before_commit")
         small = list(
             PoolSegment.objects.filter(dataset=dataset, rows__lt=SMALL_SEGMENT_ROWS).order_by("pk")
         )
@@ -613,6 +615,7 @@ def contributor_erase_run(*, erasure_pk: int) -> bool:
                 storage.segment_delete(segment)
                 if remaining.height:
                     _segments_write(dataset, remaining)
+            crash_point("erasure.purge.before_commit")
             storage.segments_sweep(dataset_pk=dataset_pk)
     with transaction.atomic():
         claimed = Erasure.objects.filter(pk=erasure_pk, status=Erasure.Status.PENDING).update(
