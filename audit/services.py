@@ -476,14 +476,13 @@ def checkpoint_create() -> AuditCheckpoint | None:
     nodes.prefetch(chain.old_nodes_needed(old_size, new_size))
     fresh = chain.new_perfect_nodes(old_size, leaves, nodes.get)
     _store_nodes(fresh)
+    from payouts.crash import crash_point  # test workers only: a kill before the commit
+
+    crash_point("audit.checkpoint.before_commit")  # nodes stored, checkpoint not signed
     nodes.cache.update({(level, index): digest for level, index, digest in fresh})
     nodes.needed(lambda get: chain.tree_root(new_size, get))
     root = chain.tree_root(new_size, nodes.get)
-    checkpoint = _signed(size=new_size, root=root, head=previous)
-    from payouts.crash import crash_point  # test workers only: a kill before the commit
-
-    crash_point("audit.checkpoint.before_commit")
-    return checkpoint
+    return _signed(size=new_size, root=root, head=previous)
 
 
 def checkpoint_as_chain(checkpoint: AuditCheckpoint) -> chain.Checkpoint:

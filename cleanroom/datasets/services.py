@@ -523,8 +523,8 @@ def _pool_compact(dataset_pk: int) -> tuple[int, int]:
             frame = pl.from_arrow(combined.add_column(0, "contributor_id", pa.array(ids)))
             assert isinstance(frame, pl.DataFrame)
             _segments_write(dataset, frame)
+            crash_point("pool.compact.before_commit")  # segments written, uploads not flagged
             Contribution.objects.filter(pk__in=[c.pk for c in pending]).update(is_compacted=True)
-            crash_point("pool.compact.before_commit")
         small = list(
             PoolSegment.objects.filter(dataset=dataset, rows__lt=SMALL_SEGMENT_ROWS).order_by("pk")
         )
@@ -613,9 +613,9 @@ def contributor_erase_run(*, erasure_pk: int) -> bool:
                 if remaining.height == frame.height:
                     continue
                 storage.segment_delete(segment)
+                crash_point("erasure.purge.before_commit")  # a segment gone, its rest not yet
                 if remaining.height:
                     _segments_write(dataset, remaining)
-            crash_point("erasure.purge.before_commit")
             storage.segments_sweep(dataset_pk=dataset_pk)
     with transaction.atomic():
         claimed = Erasure.objects.filter(pk=erasure_pk, status=Erasure.Status.PENDING).update(
