@@ -68,7 +68,20 @@ def b64url_decode(text: str) -> bytes:
 
 
 def b64url_json(text: str) -> Any:
-    return json.loads(b64url_decode(text))
+    try:
+        return json.loads(b64url_decode(text))
+    except RecursionError as exc:  # absurdly nested JSON is malformed input, not a crash
+        raise ValueError("JSON nested too deeply") from exc
+
+
+def epoch(value: Any) -> datetime | None:
+    """A JWT NumericDate as a datetime, or None when it is not a usable number."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def digest_b64(text: str) -> str:

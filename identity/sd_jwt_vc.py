@@ -27,7 +27,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -78,9 +78,10 @@ def _epoch(claims: dict[str, Any], name: str) -> datetime | None:
     value = claims.get(name)
     if value is None:
         return None
-    if not isinstance(value, int | float) or isinstance(value, bool) or abs(value) > 1e11:
+    moment = jose.epoch(value)
+    if moment is None:
         raise PresentationRefused("malformed", f"the credential's {name} is not a timestamp")
-    return datetime.fromtimestamp(float(value), UTC)
+    return moment
 
 
 def metadata_url(issuer: str) -> str:
@@ -372,8 +373,8 @@ def _status_list_load(
         ) from exc
     now = resolver.now
     expires = compact.claims.get("exp")
-    if isinstance(expires, int | float) and datetime.fromtimestamp(float(expires), UTC) <= now:
-        raise statuslist.StatusError("the status list token has expired")
+    if expires is not None and (jose.epoch(expires) or now) <= now:
+        raise statuslist.StatusError("the status list token has expired (or its exp is unusable)")
     listed = compact.claims.get("status_list")
     if not isinstance(listed, dict):
         raise statuslist.StatusError("the status list token has no status_list")

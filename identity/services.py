@@ -253,7 +253,7 @@ def _response_from(body: bytes, content_type: str, request: PresentationRequest)
 def _json(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise verification.PresentationRefused(
             "malformed", f"the body is not valid JSON ({exc})"
         ) from exc

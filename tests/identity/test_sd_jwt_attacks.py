@@ -328,3 +328,18 @@ def test_garbage_is_a_clear_400_never_a_500(row, request_obj):
         assert response.status_code == 400, (vp_token, response.content)
         assert response.json()["verified"] is False and response.json()["detail"]
     assert Contributor.objects.count() == 0
+
+
+def test_numbers_and_nesting_that_could_crash_a_parser_are_400s(sd_issuer, holder, row, request_obj):
+    nested = "[" * 5_000 + "]" * 5_000
+    response = post_form(request_obj, {"vp_token": nested, "state": request_obj["state"]})
+    assert response.status_code == 400 and response.json()["errors"][0]["code"] == "malformed"
+    from rest_framework.test import APIClient
+    from urllib.parse import urlsplit
+
+    raw = APIClient().post(urlsplit(request_obj["response_uri"]).path, data='{"vp_token": ' + nested + "}", content_type="application/json")
+    assert raw.status_code == 400
+    huge_exp = resign(sd_issuer, pid(sd_issuer, holder), exp=1e300)
+    assert_refused(answer(request_obj, sd_present(request_obj, huge_exp, holder)), "malformed", row)
+    body = without_kb(sd_present(request_obj, pid(sd_issuer, holder), holder))
+    assert_refused(answer(request_obj, rebind(body, request_obj, holder, iat=float("nan"))), "kb_no_iat", row)
