@@ -334,8 +334,9 @@ def test_numbers_and_nesting_that_could_crash_a_parser_are_400s(sd_issuer, holde
     nested = "[" * 5_000 + "]" * 5_000
     response = post_form(request_obj, {"vp_token": nested, "state": request_obj["state"]})
     assert response.status_code == 400 and response.json()["errors"][0]["code"] == "malformed"
-    from rest_framework.test import APIClient
     from urllib.parse import urlsplit
+
+    from rest_framework.test import APIClient
 
     raw = APIClient().post(urlsplit(request_obj["response_uri"]).path, data='{"vp_token": ' + nested + "}", content_type="application/json")
     assert raw.status_code == 400
