@@ -22,8 +22,11 @@ class TrustedIssuerAdmin(admin.ModelAdmin):
 class PresentationRequestAdmin(admin.ModelAdmin):
     list_display = ("pk", "status", "credential_type", "created_at", "expires_at", "refusals")
     list_filter = ("status",)
-    exclude = ("nonce",)
-    readonly_fields = [f.name for f in PresentationRequest._meta.fields if f.name != "nonce"]
+    # The nonce and the response-decryption key are secrets of the wallet exchange.
+    exclude = ("nonce", "encryption_key")
+    readonly_fields = [
+        f.name for f in PresentationRequest._meta.fields if f.name not in ("nonce", "encryption_key")
+    ]
 
     def has_add_permission(self, request):  # type: ignore[no-untyped-def]
         return False

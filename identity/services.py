@@ -389,6 +389,7 @@ def _admit(
             status=PresentationRequest.Status.ACCEPTED,
             answered_at=timezone.now(),
             contributor=contributor,
+            encryption_key="",  # answered: the response key has done its job
         )
         if claimed != 1:
             # Another answer won the race, or the request expired meanwhile: raising here

@@ -167,6 +167,8 @@ def test_the_encrypted_response_mode(sd_issuer, sd_trusted, holder):
     response = post_form(request, {"response": encrypted})
     assert response.status_code == 200, response.json()
     assert response.json()["did"] == jose.did_jwk(holder.holder_jwk)
+    # Once answered, the request's decryption key is gone.
+    assert PresentationRequest.objects.get(pk=created["id"]).encryption_key == ""
 
 
 def test_an_encrypted_request_refuses_a_plain_answer(sd_issuer, sd_trusted, holder):
