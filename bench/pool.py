@@ -223,67 +223,36 @@ def seed_contributors(
 ) -> None:
     """Bulk-write contributors with consent, wrapped data keys and encrypted uploads.
 
-    The same encryption the service uses, without an audit event per upload (shared by
-    the pool and queries benches).
+    The service's bulk path (``cleanroom.datasets.bulk``, also used by ``seed_demo``),
+    without an audit event per contributor (shared by the pool and queries benches).
     """
-    import pyarrow as pa
-    from django.contrib.auth.hashers import make_password
-    from django.db import transaction
+    from cleanroom.accounts.services import contributors_bulk_create
+    from cleanroom.datasets.bulk import BulkUpload, contributions_bulk_seed
 
-    from cleanroom.accounts.models import Contributor, User
-    from cleanroom.datasets import crypto, storage
-    from cleanroom.datasets.models import Consent, Contribution, ContributorKey
-
-    n, m = contributors, rows
-    schema = storage.arrow_schema(dataset, with_contributor=False)
-    full = pa.table(
-        {name: pa.array(columns[name], type=schema.field(name).type) for name in schema.names},
-        schema=schema,
-    )
-    password = make_password(None)
     tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
     batch = 5000
-    for start in tqdm(range(0, n, batch), desc="seeding contributors", unit_scale=batch):
-        size = min(batch, n - start)
-        with transaction.atomic():
-            users = User.objects.bulk_create(
-                [
-                    User(username=f"{tag}-{start + i}", role="contributor", password=password)
-                    for i in range(size)
-                ]
-            )
-            people = Contributor.objects.bulk_create(
-                [
-                    Contributor(user=user, did=f"did:example:{tag}-{start + i}")
-                    for i, user in enumerate(users)
-                ]
-            )
-            Consent.objects.bulk_create(
-                [
-                    Consent(contributor=c, dataset=dataset, terms_version=dataset.terms_version)
-                    for c in people
-                ]
-            )
-            keys, contributions = [], []
-            for i, contributor in enumerate(people):
-                key = crypto.new_key()
-                kek_id, wrapped = crypto.wrap(key, f"contributor-key:{contributor.pk}".encode())
-                keys.append(ContributorKey(contributor=contributor, wrapped=wrapped, kek_id=kek_id))
-                contributions.append(
-                    Contribution(
-                        dataset=dataset,
-                        contributor=contributor,
-                        rows=m,
-                        ciphertext=storage.contribution_encrypt(
-                            key=key,
-                            dataset=dataset,
-                            contributor=contributor,
-                            table=full.slice((start + i) * m, m),
-                        ),
-                    )
+    for start in tqdm(range(0, contributors, batch), desc="seeding contributors", unit_scale=batch):
+        size = min(batch, contributors - start)
+        people = contributors_bulk_create(
+            dids=[f"did:example:{tag}-{start + i}" for i in range(size)],
+            username_prefix=f"{tag}-{start}",
+            audit=False,
+        )
+        contributions_bulk_seed(
+            contributors=people,
+            uploads=[
+                BulkUpload(
+                    dataset=dataset,
+                    columns={
+                        name: values[start * rows : (start + size) * rows]
+                        for name, values in columns.items()
+                    },
+                    rows=rows,
                 )
-            ContributorKey.objects.bulk_create(keys)
-            Contribution.objects.bulk_create(contributions)
+            ],
+            audit=False,
+            compacted=False,
+        )
 
 
 def materialize_figures(

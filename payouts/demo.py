@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cleanroom.accounts.demo import POPULATION_PREFIX
 from cleanroom.accounts.models import Contributor, User
 from cleanroom.errors import DomainError
 from payouts.disbursement import payout_send, payouts_create, webhooks_pull
@@ -21,6 +22,10 @@ from payouts.settlement import settlement_open, settlement_process
 DEMO_BUSINESS = "acme"
 DEMO_PREPAID = 500_000_000  # 500.00 in the default currency
 DEMO_IBAN = "DE89 3704 0044 0532 0130 00"  # the textbook example IBAN
+DEMO_PAID_POPULATION = 100
+# A pool of 10,000 earns a fraction of a cent per query each: the demo pays from 0.001
+# (the service's threshold, ``CLEANROOM_PAYOUT_THRESHOLD_MICRO``, is 1.00).
+DEMO_PAYOUT_THRESHOLD = 1_000
 
 
 def seed(*, stdout: Any = None) -> list[str]:
@@ -38,12 +43,19 @@ def seed(*, stdout: Any = None) -> list[str]:
             f"Billing: {business.organization.name} prepaid balance "
             f"{micro_format(account.balance)} {account.currency} (portal /billing/)"
         )
-    for contributor in Contributor.objects.exclude(
-        pk__in=PayoutDestination.objects.values("contributor_id")
-    ).order_by("pk")[:100]:
-        payout_destination_set(
-            contributor=contributor, holder_name="Demo contributor", iban=DEMO_IBAN
+    # Most of the synthetic population never gave a payout destination: their earnings stay
+    # on their balance (the settlement pages flag them). The wallet-verified demo
+    # contributors and the first DEMO_PAID_POPULATION synthetic ones are paid.
+    if not PayoutDestination.objects.exists():
+        everyone = Contributor.objects.order_by("pk")
+        synthetic = everyone.filter(user__username__startswith=f"{POPULATION_PREFIX}-")
+        chosen = list(synthetic[:DEMO_PAID_POPULATION]) + list(
+            everyone.exclude(user__username__startswith=f"{POPULATION_PREFIX}-")
         )
+        for contributor in chosen:
+            payout_destination_set(
+                contributor=contributor, holder_name="Demo contributor", iban=DEMO_IBAN
+            )
     currencies = sorted(
         set(Distribution.objects.filter(settlement__isnull=True).values_list("currency", flat=True))
     )
@@ -53,7 +65,7 @@ def seed(*, stdout: Any = None) -> list[str]:
             continue
         settlement = settlement_process(settlement_id=settlement.pk)
         paid = 0
-        for payout_id in payouts_create(settlement=settlement):
+        for payout_id in payouts_create(settlement=settlement, threshold=DEMO_PAYOUT_THRESHOLD):
             try:
                 paid += payout_send(payout_id=payout_id) in ("sent", "paid")
             except (ProviderError, DomainError) as error:

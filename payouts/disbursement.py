@@ -41,14 +41,19 @@ def payout_threshold() -> int:
     return int(getattr(settings, "CLEANROOM_PAYOUT_THRESHOLD_MICRO", 1_000_000))
 
 
-def payouts_create(*, settlement: Settlement, chunk: int = 500) -> list[int]:
-    """Create the payouts of a completed settlement (idempotent); returns pending payout ids."""
+def payouts_create(
+    *, settlement: Settlement, chunk: int = 500, threshold: int | None = None
+) -> list[int]:
+    """Create the payouts of a completed settlement (idempotent); returns pending payout ids.
+
+    ``threshold`` overrides ``payout_threshold()`` (the demo pays its small shares).
+    """
     if settlement.status != Settlement.Status.COMPLETED:
         return []
     currency = settlement.currency
     payable = account_get(kind=Account.Kind.CONTRIBUTOR_PAYABLE, currency=currency)
     in_transit = account_get(kind=Account.Kind.PAYOUTS_IN_TRANSIT, currency=currency)
-    threshold = payout_threshold()
+    threshold = payout_threshold() if threshold is None else threshold
     contributor_ids = list(
         PayoutDestination.objects.order_by("contributor_id").values_list(
             "contributor_id", flat=True

@@ -143,3 +143,44 @@ def contributor_get_or_create(*, did: str) -> tuple[Contributor, bool]:
             return contributor, True
     except IntegrityError:
         return Contributor.objects.select_related("user").get(did=did), False
+
+
+@transaction.atomic
+def contributors_bulk_create(
+    *, dids: list[str], username_prefix: str, audit: bool = True
+) -> list[Contributor]:
+    """Create many contributors at once (demo and benchmark populations).
+
+    One bulk insert of users and contributors and one ``accounts.contributor.created``
+    event each, appended in one call (benchmarks may skip the events). Only for synthetic populations whose DIDs the
+    caller made: wallet-verified people arrive through ``contributor_get_or_create``.
+    """
+    if not all(did.startswith("did:") for did in dids):
+        raise ValidationFailed("A contributor is identified by a DID.")
+    from django.contrib.auth.hashers import make_password
+
+    from audit.services import audit_record_many
+
+    unusable = make_password(None)
+    users = User.objects.bulk_create(
+        [
+            User(username=f"{username_prefix}-{number}", role=Role.CONTRIBUTOR, password=unusable)
+            for number in range(len(dids))
+        ]
+    )
+    people = Contributor.objects.bulk_create(
+        [Contributor(user=user, did=did) for user, did in zip(users, dids, strict=True)]
+    )
+    if audit:
+        audit_record_many(
+            events=[
+                {
+                    "action": "accounts.contributor.created",
+                    "actor": None,
+                    "subject": f"contributor:{person.pk}",
+                    "payload": {},
+                }
+                for person in people
+            ]
+        )
+    return people
