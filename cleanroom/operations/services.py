@@ -259,15 +259,16 @@ def _pools_shared() -> Iterator[str]:
 
 @contextmanager
 def _sqlite_write_lock() -> Iterator[None]:
-    """SQLite: hold the database's write lock (no writer at all) while the copy is made."""
-    connection.ensure_connection()
-    with connection.cursor() as cursor:
-        cursor.execute("BEGIN IMMEDIATE")
+    """SQLite: another connection holds the write lock (no writer can commit; readers,
+    including the copy, still read) while the backup is described and copied."""
+    guard = sqlite3.connect(str(settings.DATABASES["default"]["NAME"]), timeout=60)
+    guard.isolation_level = None
     try:
+        guard.execute("BEGIN IMMEDIATE")
         yield
+        guard.execute("COMMIT")
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("COMMIT")
+        guard.close()
 
 
 def _dump_postgresql(*, snapshot: str, target: Path, progress: Progress) -> None:
@@ -310,14 +311,14 @@ def _dump_postgresql(*, snapshot: str, target: Path, progress: Progress) -> None
 
 
 def _copy_sqlite(target: Path) -> None:
-    """A page-consistent copy through SQLite's backup API (the caller holds the write lock)."""
-    raw = connection.connection
-    assert isinstance(raw, sqlite3.Connection)
+    """A page-consistent copy through SQLite's backup API (writers are held off)."""
+    source = sqlite3.connect(str(settings.DATABASES["default"]["NAME"]), timeout=60)
     destination = sqlite3.connect(target)
     try:
-        raw.backup(destination)
+        source.backup(destination)
     finally:
         destination.close()
+        source.close()
 
 
 def backup_create(*, destination: Path, progress: Progress = _quiet) -> dict[str, Any]:
