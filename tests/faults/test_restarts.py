@@ -79,12 +79,13 @@ def test_postgres_restarted_while_queries_run_uploads_stream_and_a_settlement_ru
         consent_give(contributor=person, dataset=dataset)
         uploaders.append(person)
 
-    # In flight when the database dies: runs paused after their charge, the settlement
-    # paused inside its batch transaction, uploads posted one after another.
+    # In flight when the database dies: a run paused after its charge and the settlement
+    # paused inside its batch transaction (one in each of the worker's two processes),
+    # and uploads posted one after another.
     worker_on_servers.arm(
-        at="queries.execute.after_charge,settlement.batch.before_commit", sleep="3"
+        at="queries.execute.after_charge,settlement.batch.before_commit", sleep="4"
     )
-    running = [_submit(api, business_user) for _ in range(2)]
+    running = [_submit(api, business_user)]
     settlement_run.delay()
     answers: dict[int, Any] = {}
     started = threading.Event()
@@ -107,7 +108,12 @@ def test_postgres_restarted_while_queries_run_uploads_stream_and_a_settlement_ru
 
     uploading = threading.Thread(target=upload)
     uploading.start()
-    wait_for(_charged_and_paused(4), 30, "the runs to take their charge", worker_on_servers.process)
+    wait_for(
+        lambda: _charged_and_paused(3)() and Settlement.objects.filter(status="open").exists(),
+        30,
+        "the run to take its charge and the settlement to open",
+        worker_on_servers.process,
+    )
     assert started.wait(30)
     servers.restart_postgres()
     worker_on_servers.disarm()

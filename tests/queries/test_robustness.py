@@ -77,7 +77,7 @@ def test_policy_broken_after_submission_fails_the_run_with_a_refund(
     assert households.spent_epsilon == 0
 
 
-def test_reaper_fails_stuck_runs_with_a_refund_and_requeues_lost_tasks(
+def test_reaper_has_stuck_runs_taken_over_and_requeues_lost_tasks(
     pool_dataset: Any,
     business_user: Any,
     api: Any,
@@ -92,24 +92,31 @@ def test_reaper_fails_stuck_runs_with_a_refund_and_requeues_lost_tasks(
     lost = _post(api, business_user, "/api/v1/queries/").json()["id"]
     fresh = _post(api, business_user, "/api/v1/queries/").json()["id"]
     long_ago = timezone.now() - timedelta(hours=2)
+    # A run from before heartbeats (none recorded), silent for two hours.
     Query.objects.filter(pk=stuck).update(status="running", started_at=long_ago)
     Query.objects.filter(pk=lost).update(updated_at=long_ago)
-    sent: list[int] = []
-    monkeypatch.setattr(tasks.query_execute_task, "delay", lambda pk: sent.append(pk))
+    sent: list[tuple[int, Any]] = []
+    monkeypatch.setattr(
+        tasks.query_execute_task,
+        "delay",
+        lambda pk, attempt=None: sent.append((pk, attempt)),
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        assert queries_reap() == {"failed": 1, "requeued": 1}
-    assert sent == [lost]
+        assert queries_reap() == {"recovered": 1, "requeued": 1}
+    assert sorted(sent) == sorted([(stuck, 0), (lost, None)])
+    # The delivery sent for the stuck run takes it over: nothing ran, so it runs now.
+    assert query_execute(query_id=stuck, attempt=0) is None
     query = Query.objects.get(pk=stuck)
-    assert query.status == "failed"
-    assert BudgetCharge.objects.get(query=query).state == "refunded"
+    assert (query.status, query.attempt) == ("released", 1)
+    assert BudgetCharge.objects.get(query=query).state == "charged"
     assert Query.objects.get(pk=fresh).status == "queued"
     price = Query.objects.get(pk=lost).price
-    assert _money(business_user) == (before[0] - 2 * price, before[1] + 2 * price)
+    assert _money(business_user) == (before[0] - 3 * price, before[1] + 2 * price)
     dataset.refresh_from_db()
     # A second pass finds nothing to do.
     with django_capture_on_commit_callbacks(execute=True):
-        assert queries_reap() == {"failed": 0, "requeued": 0}
-    assert sent == [lost]
+        assert queries_reap() == {"recovered": 0, "requeued": 0}
+    assert len(sent) == 2
 
 
 def test_budget_of_a_restricted_dataset_is_404_for_other_organizations(
