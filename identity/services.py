@@ -29,6 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from audit.services import audit_record
+from cleanroom import parsers
 from cleanroom.accounts.models import Contributor, User
 from cleanroom.accounts.services import contributor_get_or_create, token_for
 from cleanroom.errors import (
@@ -252,8 +253,8 @@ def _response_from(body: bytes, content_type: str, request: PresentationRequest)
 
 def _json(text: str) -> Any:
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        return parsers.loads(text)  # the project's one reader of client JSON (bounded depth)
+    except ValueError as exc:
         raise verification.PresentationRefused(
             "malformed", f"the body is not valid JSON ({exc})"
         ) from exc
