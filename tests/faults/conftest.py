@@ -42,10 +42,9 @@ class Servers:
 def use_broker(url: str) -> None:
     """Point the Celery app (and the workers the tests start) at this broker."""
     from django.conf import settings
+    from kombu import pools
 
     from cleanroom.celery import app
-
-    from kombu import pools
 
     pools.reset()  # closes and forgets every pooled broker connection of this process
     settings.CELERY_BROKER_URL = url
