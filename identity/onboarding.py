@@ -111,9 +111,8 @@ def dcql_query(
                     "id": query_id,
                     "format": DCQL_FORMATS[presentation_format],
                     "meta": {"type_values": type_values},
-                    "trusted_authorities": [{"type": "did", "values": w3c_issuers}]
-                    if w3c_issuers
-                    else [{"type": "did", "values": ["none-trusted"]}],
+                    # Empty when no issuer is trusted yet: our wallet then offers nothing.
+                    "trusted_authorities": [{"type": "did", "values": w3c_issuers}],
                 }
             )
     return {

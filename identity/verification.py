@@ -1,4 +1,5 @@
-"""The presentation verification pipeline: our rules, with didkit only for signatures.
+"""The W3C adapter of the verification pipeline (`identity.pipeline`): our rules, with didkit
+only for signatures. (SD-JWT VC is the other adapter, `identity.sd_jwt_vc`.)
 
 Invariants (each closes a gap of didkit 0.3.3, and each has a test that tries to break it):
 
