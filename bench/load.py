@@ -2,7 +2,8 @@
 
     python -m bench load [--clients 50] [--requests 6000] [--duration 180]
                          [--contributors 20000] [--rows 10] [--big-export-rows 200000]
-                         [--web-workers 3] [--threads 4] [--worker-concurrency 2] [--keep-db]
+                         [--web-workers 3] [--threads 4] [--worker-concurrency 2]
+                         [--baseline-requests 300] [--keep-db]
 
 Everything runs on 127.0.0.1: a throwaway PostgreSQL database made like the test database
 (from DATABASE_URL), a throwaway var folder (pool segments) under /tmp, ``gunicorn
@@ -18,6 +19,8 @@ reads, query list and detail, previews and submissions (10% together), uploads, 
 exports and result downloads, billing, audit event pages. A request counts as an error
 when its status is not the expected one (or it fails to connect, times out or is reset).
 
+Before the run, the same mix from one client (--baseline-requests) gives each endpoint's
+time without queueing, the baseline the concurrent figures are read against.
 Reported: requests/s, p50/p95/p99 and errors per endpoint, peak RSS per process
 (gunicorn master and workers, the Celery worker and its pool, this client), the load
 average. Afterwards, once every submitted query has finished, the books are checked:

@@ -335,41 +335,45 @@ def test_a_damaged_backup_is_refused_before_anything_is_written(
 def test_a_restore_without_the_backups_keys_or_into_a_used_database_is_refused(
     transactional_db: Any,
     media_root: Path,
+    settings: Any,
     compliance_user: Any,
     business_user: Any,
     make_contributor: Any,
-    restored_database: str,
     tmp_path: Path,
 ) -> None:
+    """In-process (the command's path is the drill's): each refusal before any write."""
     import base64
 
+    from audit.models import AuditEvent
     from cleanroom.datasets.services import pool_compact
-    from cleanroom.operations.services import backup_create
+    from cleanroom.operations.services import BackupFailed, backup_check, backup_restore
 
     dataset = _seed(compliance_user, business_user, make_contributor, contributors=5)
     pool_compact(dataset_pk=dataset.pk)
-    backup_create(destination=tmp_path / "backup")
-    other_kek = base64.b64encode(b"\x07" * 32).decode()
+    from cleanroom.operations.services import backup_create
 
-    no_kek = _restore_command(
-        tmp_path / "backup", restored_database, tmp_path / "v1", CLEANROOM_KEK=other_kek
-    )
-    assert no_kek.returncode == 1 and "KEK id" in no_kek.stderr, no_kek.stderr[-2000:]
-    no_audit_key = _restore_command(
-        tmp_path / "backup",
-        restored_database,
-        tmp_path / "v2",
-        CLEANROOM_AUDIT_KEY_FILE=str(tmp_path / "v2" / "missing.pem"),
-    )
-    assert no_audit_key.returncode == 1 and "audit key file" in no_audit_key.stderr
-    assert not (tmp_path / "v2" / "missing.pem").exists()  # not made up on the way
-    assert not _database_exists(restored_database)
+    manifest = backup_create(destination=tmp_path / "backup")
+    events = AuditEvent.objects.count()
+    kek, audit_key = settings.CLEANROOM_KEK, settings.CLEANROOM_AUDIT_KEY_FILE
 
-    used = str(settings.DATABASES["default"]["NAME"])  # this test's own, migrated database
-    into_used = _restore_command(tmp_path / "backup", used, tmp_path / "v3")
-    assert into_used.returncode == 1 and "is not empty" in into_used.stderr, into_used.stderr[
-        -2000:
-    ]
+    settings.CLEANROOM_KEK = base64.b64encode(b"\x07" * 32).decode()
+    with pytest.raises(BackupFailed, match=f"KEK id\\(s\\) {manifest['keys']['kek_ids'][0]}"):
+        backup_check(source=tmp_path / "backup")
+    settings.CLEANROOM_KEK = kek
+    settings.CLEANROOM_AUDIT_KEY_FILE = str(tmp_path / "elsewhere" / "audit_key.pem")
+    with pytest.raises(BackupFailed, match="audit key file .* does not exist"):
+        backup_check(source=tmp_path / "backup")
+    assert not (tmp_path / "elsewhere").exists()  # no new key made up on the way
+    settings.CLEANROOM_AUDIT_KEY_FILE = audit_key
+    backup_check(source=tmp_path / "backup")  # with both keys it passes
+
+    # Into this test's own, migrated database (with an empty pool folder): refused before
+    # anything is written.
+    settings.MEDIA_ROOT = tmp_path / "empty-media"
+    with pytest.raises(BackupFailed, match="database .* is not empty"):
+        backup_restore(source=tmp_path / "backup")
+    assert AuditEvent.objects.count() == events
+    assert not list((tmp_path / "empty-media").rglob("*"))
 
 
 @pytest.mark.slow
