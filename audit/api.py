@@ -61,6 +61,12 @@ FILTER_PARAMETERS = [
     OpenApiParameter("subject", str, description="e.g. query:12"),
     OpenApiParameter("since", str, description="date or ISO date-time (inclusive)"),
     OpenApiParameter("until", str, description="date (inclusive) or ISO date-time (exclusive)"),
+    OpenApiParameter(
+        "refused",
+        bool,
+        description="only refusals: wrong passwords, refused queries and uploads, access "
+        "refused, lockouts (*.refused, *.locked, cleanroom.refusals.suppressed)",
+    ),
 ]
 
 

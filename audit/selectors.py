@@ -60,6 +60,9 @@ class EventFilter:
     subject: str = ""
     since: datetime | None = None
     until: datetime | None = None
+    # Only refusals: *.refused (wrong passwords, queries, uploads, access), *.locked and
+    # cleanroom.refusals.suppressed (see cleanroom/refusals.py).
+    refused: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> EventFilter:
@@ -71,6 +74,7 @@ class EventFilter:
             actor=text("actor"),
             dataset=text("dataset"),
             subject=text("subject"),
+            refused=text("refused").lower() in ("1", "true", "yes", "on"),
         )
         if text("since"):
             found.since = _moment("since", text("since"), end=False)
@@ -96,6 +100,7 @@ class EventFilter:
             "subject": self.subject,
             "since": self.since.isoformat() if self.since else "",
             "until": self.until.isoformat() if self.until else "",
+            "refused": "1" if self.refused else "",
         }
         return {k: v for k, v in out.items() if v}
 
@@ -126,6 +131,12 @@ def event_list(*, filters: EventFilter | None = None) -> QuerySet[AuditEvent]:
         events = events.filter(at__gte=filters.since)
     if filters.until:
         events = events.filter(at__lt=filters.until)
+    if filters.refused:
+        events = events.filter(
+            Q(action__endswith=".refused")
+            | Q(action__endswith=".locked")
+            | Q(action="cleanroom.refusals.suppressed")
+        )
     return events
 
 

@@ -23,7 +23,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 
-from portal.access import error_page
+from portal.access import error_page, role_refused
 
 
 def declared_length(request: HttpRequest) -> int:
@@ -71,5 +71,5 @@ class RequestGuardMiddleware:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if getattr(request.user, "role", None) not in allowed:
-            return error_page(request, 403, "Forbidden", "This page is not available to your role.")
+            return role_refused(request)
         return None

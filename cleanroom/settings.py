@@ -163,7 +163,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "cleanroom.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "cleanroom.errors.problem_details_handler",
+    # Problem details for every client error, and the refusals compliance asks about audited.
+    "EXCEPTION_HANDLER": "cleanroom.refusals.problem_details_audited",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {

@@ -20,6 +20,7 @@ from cleanroom.datasets.models import Dataset
 from cleanroom.errors import PayloadTooLarge, ValidationFailed
 from cleanroom.parsers import JSONParser, WholeNumberField
 from cleanroom.permissions import IsContributor, ReadAnyWriteCompliance
+from cleanroom.refusals import UPLOAD_REFUSED
 from cleanroom.streaming import json_chunks
 
 
@@ -202,6 +203,7 @@ class ConsentApi(APIView):
 
 class ContributionApi(APIView):
     permission_classes = [IsContributor]
+    refusal_action = UPLOAD_REFUSED  # a refused upload is audited (cleanroom.refusals)
     parser_classes = [JSONParser, MultiPartParser]
 
     class InputSerializer(serializers.Serializer):

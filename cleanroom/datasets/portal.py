@@ -26,6 +26,7 @@ from cleanroom.datasets import selectors, services
 from cleanroom.datasets.api import PlaintextStaysInMemory, export_response
 from cleanroom.errors import DomainError, PayloadTooLarge, ValidationFailed
 from cleanroom.numbers import decimal_number
+from cleanroom.refusals import UPLOAD_REFUSED, refusal_of_error
 from portal.access import roles
 
 EXAMPLE_SCHEMA = {
@@ -181,6 +182,7 @@ def _upload_protected(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             raise ValidationFailed("Choose a CSV file or paste JSON records to upload.")
     except ValidationFailed as error:
+        refusal_of_error(request=request, action=UPLOAD_REFUSED, error=error, dataset=slug)
         context = {"card": _card(dataset, request), "errors": error.errors, "detail": error.detail}
         context["csv_header"] = ",".join(c["name"] for c in dataset.schema["columns"])
         context["example_records"] = json.dumps([_example_row(dataset.schema)], indent=1)

@@ -25,6 +25,7 @@ from cleanroom.errors import NotFound, ValidationFailed
 from cleanroom.permissions import IsBusiness, IsBusinessOrCompliance, IsCompliance
 from cleanroom.queries import selectors, services
 from cleanroom.queries.models import Query, QueryStatus
+from cleanroom.refusals import QUERY_REFUSED
 from cleanroom.streaming import JsonBatch, chunked, json_chunks
 
 
@@ -83,6 +84,7 @@ def _input(request: Request) -> dict[str, Any]:
 
 class QueryPreviewApi(APIView):
     permission_classes = [IsBusiness]
+    refusal_action = QUERY_REFUSED  # a refused query is audited (cleanroom.refusals)
 
     class OutputSerializer(serializers.Serializer):
         dataset = serializers.CharField()
@@ -115,6 +117,8 @@ class QueryPreviewApi(APIView):
 
 
 class QueryListApi(APIView):
+    refusal_action = QUERY_REFUSED  # a refused submission is audited (cleanroom.refusals)
+
     def get_permissions(self) -> list[Any]:
         if self.request.method == "POST":
             return [IsBusiness()]

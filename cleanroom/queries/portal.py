@@ -21,6 +21,7 @@ from cleanroom.queries import selectors, services
 from cleanroom.queries.api import money, result_download
 from cleanroom.queries.charts import budget_chart, error_bar_chart
 from cleanroom.queries.models import Query, QueryStatus
+from cleanroom.refusals import QUERY_REFUSED, refusal_of_error
 from portal.access import roles
 
 EXAMPLE_SQL = (
@@ -85,6 +86,7 @@ def query_new(request: HttpRequest) -> HttpResponse:
                 dataset=slug, sql=sql, epsilon=epsilon, requester=request.user
             )
         except DomainError as refused:
+            refusal_of_error(request=request, action=QUERY_REFUSED, error=refused, dataset=slug)
             error, status = refused.detail, refused.status_code
         else:
             messages.success(request, f"Query {query.pk} submitted ({query.status}).")
@@ -121,6 +123,8 @@ def query_preview(request: HttpRequest) -> HttpResponse:
         preview["price_display"] = money(preview["price"])
         context["preview"] = preview
     except DomainError as refused:
+        dataset = request.POST.get("dataset", "")
+        refusal_of_error(request=request, action=QUERY_REFUSED, error=refused, dataset=dataset)
         context["error"] = refused.detail
         status = 200 if request.headers.get("HX-Request") else refused.status_code
     return render(request, "queries/_preview.html", context, status=status)

@@ -101,7 +101,8 @@ def state_of(dataset_slug: str = "households") -> dict[str, Any]:
         "keys": ContributorKey.objects.count(),
         "segments": PoolSegment.objects.count(),
         "consents": list(Consent.objects.values_list("pk", "withdrawn_at")),
-        "audit": AuditEvent.objects.count(),
+        # A refusal appends only its own record (cleanroom/refusals.py): nothing else.
+        "audit": AuditEvent.objects.exclude(action__endswith=".refused").count(),
     }
 
 
