@@ -217,3 +217,17 @@ def test_our_wallet_presentation_passes_the_spec_checks_of_our_verifier(sd_issue
     request = selectors.request_object(sd_request)
     response = answer(request, sd_present(request, pid(sd_issuer, holder), holder))
     assert response.status_code == 200, response.json()
+
+
+def test_spec_disclosure_digests_and_resolution():
+    vector = VECTORS["disclosures"]
+    for item in vector["items"]:
+        assert jose.digest_b64(item["disclosure"]) == item["digest"]
+        assert item["digest"] in vector["payload"]["_sd"]
+    claims = sdjwt.claims_resolve(vector["payload"], [i["disclosure"] for i in vector["items"]])
+    assert {name: claims[name] for name, _ in (i["claim"] for i in vector["items"])} == {
+        name: value for name, value in (i["claim"] for i in vector["items"])
+    }
+    assert "_sd" not in claims and "_sd_alg" not in claims
+    # Only the three published disclosures are resolvable: the other digests stay hidden.
+    assert set(claims) - {"given_name", "family_name", "birthdate"} == {"iss", "iat", "exp", "vct", "cnf"}
