@@ -95,11 +95,19 @@ class QueryPreviewApi(APIView):
         currency = serializers.CharField()
         columns = serializers.ListField(child=serializers.CharField())
         accuracy = serializers.ListField(child=serializers.DictField())
+        warnings = serializers.ListField(
+            child=serializers.CharField(),
+            help_text="Plain sentences for cells whose expected error is large for their size.",
+        )
         groups = serializers.IntegerField()
         pool_size = serializers.IntegerField()
         remaining_epsilon = serializers.FloatField()
         remaining_delta = serializers.FloatField()
         fits_budget = serializers.BooleanField()
+        balance_refusal = serializers.CharField(
+            allow_null=True,
+            help_text="Null, or why submitting now would be refused for the balance (top up).",
+        )
         auto_approve = serializers.BooleanField()
         threshold = serializers.IntegerField(allow_null=True)
 

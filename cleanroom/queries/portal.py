@@ -120,7 +120,6 @@ def query_preview(request: HttpRequest) -> HttpResponse:
             epsilon=request.POST.get("epsilon") or None,
             requester=request.user,
         )
-        preview["price_display"] = money(preview["price"])
         context["preview"] = preview
     except DomainError as refused:
         dataset = request.POST.get("dataset", "")

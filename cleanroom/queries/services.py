@@ -103,6 +103,7 @@ from cleanroom.errors import (
     Conflict,
     DomainError,
     Forbidden,
+    InsufficientBalance,
     NotFound,
     QueryRefused,
     ValidationFailed,
@@ -269,35 +270,161 @@ def _currency(dataset: Dataset) -> str:
     return str((dataset.price or {}).get("currency", "")).upper()[:8]
 
 
+def _pool_check(*, target: Dataset, policy: Policy) -> int:
+    """Refuse a pool below the policy's minimum (a cheap upper bound: open consents on the
+    current terms); the exact membership is checked on the snapshot in the worker."""
+    members = Consent.objects.filter(
+        dataset=target, withdrawn_at__isnull=True, terms_version=target.terms_version
+    ).count()
+    if members < policy.min_contributors:
+        raise QueryRefused(
+            f"The pool has {members} contributors; this dataset needs at least "
+            f"{policy.min_contributors} before it answers queries."
+        )
+    return members
+
+
+def _budget_check(
+    *, dataset: Dataset, policy: Policy, cost: Decimal, delta: Decimal, requester: Any
+) -> None:
+    """Refuse a query the dataset's (or the organization's) remaining budget cannot pay.
+
+    Submission calls it under the dataset's row lock; preview calls it on a plain read.
+    """
+    remaining = dataset.total_epsilon - dataset.spent_epsilon
+    if cost > remaining:
+        raise BudgetExhausted(
+            f"The query needs epsilon {cost.normalize()} but the dataset has only "
+            f"{remaining.normalize()} left."
+        )
+    remaining_delta = dataset.total_delta - dataset.spent_delta
+    if delta > remaining_delta:
+        raise BudgetExhausted(
+            f"The query needs delta {delta.normalize():e} but the dataset has only "
+            f"{remaining_delta.normalize():e} of its delta total left."
+        )
+    cap = policy.max_epsilon_per_organization
+    if cap is not None:
+        held = organization_spent(dataset=dataset, organization_id=requester.organization_id)
+        if held + cost > cap:
+            raise BudgetExhausted(
+                f"Your organization may spend at most epsilon {cap.normalize()} on this "
+                f"dataset and has used {held.normalize()}."
+            )
+
+
+# A cell whose expected 95% error is above this share of its size is called out.
+NOISY_SHARE = 0.2
+
+
+def _plain(value: float) -> str:
+    """A figure for a sentence: no float noise, thousands separated."""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def _relative_errors(
+    accuracy: list[dict[str, Any]], *, plan: Plan, group_size: int | None
+) -> list[str]:
+    """Add each cell's expected relative error to ``accuracy``; return plain warnings.
+
+    Public information only: a count is compared with the pool's even share per group
+    (at least one row per contributor), a sum or mean with its column's public range.
+    """
+    bounds = {a.alias: (a.lower, a.upper) for a in plan.aggregates}
+    warnings: list[str] = []
+    for entry in accuracy:
+        half_width = entry.get("half_width")
+        entry["relative_error"] = None
+        if half_width is None:
+            continue
+        if entry["aggregate"] == "count":
+            size = float(group_size or 0)
+            entry["relative_error"] = half_width / size if size else None
+            entry["relative_to"] = f"a count of about {group_size or 0:,}"
+        else:
+            lower, upper = bounds.get(entry["column"], (None, None))
+            if lower is None or upper is None or float(upper) == float(lower):
+                continue
+            size = abs(float(upper) - float(lower))
+            if entry["aggregate"] == "sum":
+                size *= max(group_size or 0, 1)
+            entry["relative_error"] = half_width / size
+            entry["relative_to"] = (
+                f"the column's range {_plain(float(lower))} to {_plain(float(upper))}"
+                if entry["aggregate"] == "avg"
+                else f"the largest sum of about {group_size or 0:,} contributors' values"
+            )
+        relative = entry["relative_error"]
+        if relative is None or relative > NOISY_SHARE:
+            warnings.append(
+                f"{entry['column']}: expect +-{_plain(half_width)} on {entry['relative_to']}"
+                + (f" ({relative:.0%})" if relative is not None else "")
+                + ": the pool is too small for this epsilon. Raise epsilon or wait for "
+                "more contributors."
+            )
+    return warnings
+
+
 def query_preview(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> dict[str, Any]:
-    """Epsilon, price and expected 95% accuracy per output column; spends and records nothing."""
+    """Epsilon, price and expected 95% accuracy per output column; spends and records nothing.
+
+    Refuses (with the same errors) everything about the query that submission would
+    refuse: the SQL, the epsilon, the mechanism's dry run, a pool below the policy's
+    minimum, the remaining budget. A balance short of the price is not a refusal here
+    (the preview is how a business learns what to top up): ``balance_refusal`` holds
+    the words submission would answer with.
+    """
     _require_business(requester)
     target = _dataset_for(slug=dataset, user=requester)
     policy = policy_of(target)
     requested = epsilon_parse(epsilon, policy=policy)
     plan = query_compile(dataset=target, sql=sql)
     mechanism = _mechanism(plan=plan, policy=policy, epsilon=requested)
+    try:
+        dp.mechanism_dry_run(mechanism)
+    except dp.EngineError as error:
+        raise QueryRefused(str(error)) from None
     cost = _cost(mechanism)
     delta = _delta_cost(mechanism)
+    _pool_check(target=target, policy=policy)
+    price = _price(target, cost)
+    _budget_check(dataset=target, policy=policy, cost=cost, delta=delta, requester=requester)
+    from payouts.services import balance_ensure
+
+    # The price is what a business needs to know before topping up: a short balance is
+    # stated (submission refuses it with these words), not a refusal of the preview.
+    balance_refusal = None
+    try:
+        balance_ensure(
+            organization=requester.organization, amount=price, currency=_currency(target)
+        )
+    except InsufficientBalance as error:
+        balance_refusal = error.detail
     remaining = target.total_epsilon - target.spent_epsilon
     remaining_delta = target.total_delta - target.spent_delta
     members = pool_size(dataset=target)
     # A mean's accuracy depends on its group's size: stated for an even split of the pool.
     group_size = max(1, members // max(1, plan.group_count or 1)) if members else None
+    accuracy = mechanism.accuracy(group_size=group_size)
+    warnings = _relative_errors(accuracy, plan=plan, group_size=group_size)
     return {
         "dataset": target.slug,
         "epsilon": float(cost),
         "delta": float(delta),
         "privacy_unit": dp.PRIVACY_UNIT,
-        "price": _price(target, cost),
+        "price": price,
         "currency": _currency(target),
         "columns": [name for name, _ in plan.columns],
-        "accuracy": mechanism.accuracy(group_size=group_size),
+        "accuracy": accuracy,
+        "warnings": warnings,
         "groups": plan.group_count,
         "pool_size": members,
         "remaining_epsilon": float(remaining),
         "remaining_delta": float(remaining_delta),
-        "fits_budget": cost <= remaining and delta <= remaining_delta,
+        "fits_budget": True,  # a query that does not fit is refused above
+        "balance_refusal": balance_refusal,
         "auto_approve": policy.auto_approve,
         "threshold": mechanism.threshold,
     }
@@ -323,16 +450,7 @@ def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Que
         raise QueryRefused(str(error)) from None
     cost = _cost(mechanism)
     delta = _delta_cost(mechanism)
-    # A cheap upper bound of the pool (open consents on the current terms) refuses early;
-    # the exact membership is checked on the snapshot in the worker, before any charge.
-    members = Consent.objects.filter(
-        dataset=target, withdrawn_at__isnull=True, terms_version=target.terms_version
-    ).count()
-    if members < policy.min_contributors:
-        raise QueryRefused(
-            f"The pool has {members} contributors; this dataset needs at least "
-            f"{policy.min_contributors} before it answers queries."
-        )
+    _pool_check(target=target, policy=policy)
     price = _price(target, cost)
     from payouts.services import balance_ensure, query_hold
 
@@ -340,26 +458,7 @@ def query_submit(*, dataset: Any, sql: Any, epsilon: Any, requester: Any) -> Que
     balance_ensure(organization=requester.organization, amount=price, currency=_currency(target))
     with transaction.atomic():
         locked = Dataset.objects.select_for_update().get(pk=target.pk)
-        remaining = locked.total_epsilon - locked.spent_epsilon
-        if cost > remaining:
-            raise BudgetExhausted(
-                f"The query needs epsilon {cost.normalize()} but the dataset has only "
-                f"{remaining.normalize()} left."
-            )
-        remaining_delta = locked.total_delta - locked.spent_delta
-        if delta > remaining_delta:
-            raise BudgetExhausted(
-                f"The query needs delta {delta.normalize():e} but the dataset has only "
-                f"{remaining_delta.normalize():e} of its delta total left."
-            )
-        cap = policy.max_epsilon_per_organization
-        if cap is not None:
-            held = organization_spent(dataset=locked, organization_id=requester.organization_id)
-            if held + cost > cap:
-                raise BudgetExhausted(
-                    f"Your organization may spend at most epsilon {cap.normalize()} on this "
-                    f"dataset and has used {held.normalize()}."
-                )
+        _budget_check(dataset=locked, policy=policy, cost=cost, delta=delta, requester=requester)
         status = QueryStatus.QUEUED if policy.auto_approve else QueryStatus.PENDING_APPROVAL
         query = Query.objects.create(
             dataset=locked,

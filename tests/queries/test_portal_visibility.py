@@ -118,8 +118,13 @@ def test_submitting_from_the_page_is_refused_as_a_missing_dataset(
 
 
 def test_preview_is_refused_for_the_rival_and_given_to_acme(
-    restricted: Any, business_user: Any, other_business_user: Any
+    restricted: Any, business_user: Any, other_business_user: Any, make_contributor: Any
 ) -> None:
+    from cleanroom.datasets.services import consent_give
+
+    # A pool at the policy's minimum: a preview of a smaller one is refused like a submit.
+    for _ in range(POLICY["min_contributors"]):
+        consent_give(contributor=make_contributor(), dataset=restricted)
     body = {"dataset": SLUG, "sql": SQL, "epsilon": "0.5"}
     rival = signed_in(other_business_user)
     plain = rival.post("/queries/preview/", body)
