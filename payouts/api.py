@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from cleanroom.accounts.models import Contributor, Organization
 from cleanroom.errors import NotFound, ValidationFailed
+from cleanroom.idempotency import idempotent
 from cleanroom.numbers import whole_number
 from cleanroom.permissions import IsBusiness, IsCompliance, IsContributor
 from payouts import selectors, services
@@ -96,6 +97,7 @@ class TopUpApi(APIView):
         balance = serializers.CharField()
 
     @extend_schema(request=TopUpInputSerializer, responses={201: TopUpOutputSerializer})
+    @idempotent
     def post(self, request: Request) -> Response:
         if isinstance(request.data, dict) and isinstance(request.data.get("amount"), float):
             micro_parse(request.data["amount"])  # refuses floats with a clear message

@@ -7,13 +7,14 @@ known only by their DID (no username or password they could sign in with).
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.contrib.auth import authenticate
 from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
 from audit.services import audit_record
-from cleanroom.accounts.models import Contributor, Organization, Role, User
+from cleanroom.accounts.models import Contributor, IdempotencyRecord, Organization, Role, User
 from cleanroom.errors import Conflict, DomainError, ValidationFailed
 from cleanroom.throttling import (
     SIGN_IN_PER_ACCOUNT,
@@ -89,6 +90,32 @@ def sign_in(*, username: str, password: str, client: str, channel: str) -> User:
 def _user_subject(username: str) -> str:
     pk = User.objects.filter(username=username).values_list("pk", flat=True).first()
     return f"user:{pk}" if pk else ""
+
+
+def idempotency_claim(*, user: User, key: str, fingerprint: str) -> IdempotencyRecord | None:
+    """Claim `key` for this request inside the caller's transaction; None if claimed now.
+
+    A stored answer for the same request is returned (replay it); the same key with
+    another request is a Conflict (409). A concurrent first attempt holds the key until it
+    commits (its answer is then returned) or rolls back (this one claims it then).
+    """
+    try:
+        with transaction.atomic():
+            IdempotencyRecord.objects.create(user=user, key=key, fingerprint=fingerprint)
+        return None
+    except IntegrityError:
+        record = IdempotencyRecord.objects.get(user=user, key=key)
+    if record.fingerprint != fingerprint:
+        raise Conflict(
+            "This Idempotency-Key was already used for a different request; "
+            "use a new key for a new request."
+        )
+    return record
+
+
+def idempotency_store(*, user: User, key: str, status: int, body: Any) -> None:
+    """Keep the answer to the claimed request (same transaction as the write)."""
+    IdempotencyRecord.objects.filter(user=user, key=key).update(status=status, body=body)
 
 
 @transaction.atomic

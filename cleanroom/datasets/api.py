@@ -18,6 +18,7 @@ from cleanroom.accounts.models import Contributor
 from cleanroom.datasets import selectors, services
 from cleanroom.datasets.models import Dataset
 from cleanroom.errors import PayloadTooLarge, ValidationFailed
+from cleanroom.idempotency import idempotent
 from cleanroom.parsers import JSONParser, WholeNumberField
 from cleanroom.permissions import IsContributor, ReadAnyWriteCompliance
 from cleanroom.refusals import UPLOAD_REFUSED
@@ -216,6 +217,7 @@ class ContributionApi(APIView):
         accepted = serializers.IntegerField()
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    @idempotent
     def post(self, request: Request, slug: str) -> Response:
         limit = settings.CLEANROOM_MAX_UPLOAD_BYTES
         try:

@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from cleanroom.datasets.selectors import dataset_get
 from cleanroom.errors import NotFound, ValidationFailed
+from cleanroom.idempotency import idempotent
 from cleanroom.permissions import IsBusiness, IsBusinessOrCompliance, IsCompliance
 from cleanroom.queries import selectors, services
 from cleanroom.queries.models import Query, QueryStatus
@@ -133,6 +134,7 @@ class QueryListApi(APIView):
         return [IsBusinessOrCompliance()]
 
     @extend_schema(request=QueryInput, responses={202: dict}, operation_id="queries_submit")
+    @idempotent
     def post(self, request: Request) -> Response:
         data = _input(request)
         query = services.query_submit(
