@@ -122,7 +122,10 @@ class _KeyResolver:
                     ) from exc
                 raise _refuse(exc, what="the credential's x5c: ") from exc
             dns_names, uris = jose.certificate_names(leaf)
-            host = urlsplit(issuer).hostname if issuer.startswith("https://") else None
+            try:
+                host = urlsplit(issuer).hostname if issuer.startswith("https://") else None
+            except ValueError:
+                host = None
             if issuer not in uris and (host is None or host not in dns_names):
                 raise IssuerNotTrusted(
                     "untrusted_issuer",

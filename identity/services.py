@@ -479,7 +479,11 @@ def _issuer_identifier(did: str, certificate: str) -> tuple[str, str]:
         return identifier, jose.certificate_pem(parsed)
     if verification.did_method(did) is not None:
         return did, ""
-    parts = urlsplit(did)
+    try:
+        parts = urlsplit(did)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise ValidationFailed("did is neither a DID nor a well-formed issuer URL.") from exc
     own = did.startswith(settings.CLEANROOM_ORIGIN.rstrip("/") + "/")
     if parts.scheme == "https" or (parts.scheme == "http" and own):
         if not parts.hostname or parts.query or parts.fragment or parts.username:

@@ -70,7 +70,12 @@ def request_object_verify(
         raise RequestRefused("the request object's client_id is not the one in the link")
     prefix, _, identifier = stated.partition(":")
     response_uri = claims.get("response_uri")
-    if not isinstance(response_uri, str) or urlsplit(response_uri).scheme not in ("https", "http"):
+    try:
+        response_host = urlsplit(response_uri).hostname if isinstance(response_uri, str) else None
+        scheme = urlsplit(response_uri).scheme if isinstance(response_uri, str) else ""
+    except ValueError:
+        response_host, scheme = None, ""
+    if not response_host or scheme not in ("https", "http"):
         raise RequestRefused("the request object has no response_uri")
     if prefix == "redirect_uri":
         if compact is not None:
@@ -96,7 +101,7 @@ def request_object_verify(
         names, _ = jose.certificate_names(leaf)
         if identifier not in names:
             raise RequestRefused("the client's certificate is not for the client_id's DNS name")
-        if urlsplit(response_uri).hostname != identifier:
+        if response_host != identifier:
             raise RequestRefused("the response_uri is not on the client_id's host")
     else:
         raise RequestRefused(f"the client identifier prefix {prefix!r} is not supported")

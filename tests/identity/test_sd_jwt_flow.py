@@ -368,3 +368,11 @@ def test_a_wallet_without_a_matching_credential_answers_nothing(sd_issuer, sd_tr
 
     with pytest.raises(WalletError, match="no credential the request accepts"):
         minor.answer(request)
+
+
+def test_malformed_issuer_urls_are_400s(api, compliance_user):
+    for did in ["https://[::1", "https://pid.example:99999/x", "https://pid.example/x?q=1", "ftp://pid.example"]:
+        response = api(compliance_user).post(
+            "/api/v1/identity/trusted-issuers/", {"did": did, "name": "x", "vcts": [PID_VCT]}, format="json"
+        )
+        assert response.status_code == 400, (did, response.content)
