@@ -194,11 +194,6 @@ def test_json_nested_1000_deep_is_a_4xx_on_every_json_endpoint(world: Any) -> No
     assert "nested" in token.json()["detail"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="identity/services._json reads the raw body with json.loads; it should call "
-    "cleanroom.parsers.loads (identity/ is being rebuilt by another engineer)",
-)
 @pytest.mark.django_db
 def test_presentation_response_nested_1000_deep_is_a_4xx(world: Any) -> None:
     anonymous = _clients(world)["anonymous"]
