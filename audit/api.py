@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -174,18 +173,53 @@ class ExportApi(APIView):
         return response
 
 
-# A checkpoint is a plain object: {tree_size, root, chain_head, timestamp, signature, key_id,
-# signed_note} ("root" cannot be a serializer field name: DRF fields have a .root).
-CheckpointOutput = OpenApiTypes.OBJECT
+class CheckpointOutput(serializers.Serializer):
+    tree_size = serializers.IntegerField()
+    root = serializers.CharField(help_text="Merkle root (hex)")  # type: ignore[assignment]
+    chain_head = serializers.CharField(help_text="chain hash of the last entry (hex)")
+    timestamp = serializers.CharField()
+    signature = serializers.CharField(help_text="Ed25519, base64")
+    key_id = serializers.CharField()
+    signed_note = serializers.CharField(help_text="the signed text")
+
+    class Meta:
+        ref_name = "AuditCheckpoint"
+
+
+class InclusionProofOutput(serializers.Serializer):
+    seq = serializers.IntegerField()
+    leaf_index = serializers.IntegerField()
+    tree_size = serializers.IntegerField()
+    leaf_hash = serializers.CharField()
+    entry = serializers.CharField(help_text="the entry's canonical JSON, as hashed")
+    proof = serializers.ListField(child=serializers.CharField())
+    root = serializers.CharField()  # type: ignore[assignment]
+    checkpoint = CheckpointOutput()
+
+    class Meta:
+        ref_name = "AuditInclusionProof"
+
+
+class ConsistencyProofOutput(serializers.Serializer):
+    first = serializers.IntegerField()
+    second = serializers.IntegerField()
+    first_root = serializers.CharField()
+    second_root = serializers.CharField()
+    proof = serializers.ListField(child=serializers.CharField())
+    first_checkpoint = CheckpointOutput()
+    second_checkpoint = CheckpointOutput()
+
+    class Meta:
+        ref_name = "AuditConsistencyProof"
 
 
 class CheckpointListApi(APIView):
     permission_classes = [IsCompliance]
 
-    @extend_schema(responses={200: CheckpointOutput})
+    @extend_schema(responses={200: CheckpointOutput(many=True)})
     def get(self, request: Request) -> Response:
         checkpoints = AuditCheckpoint.objects.order_by("-tree_size")[:100]
-        return Response([checkpoint_data(c) for c in checkpoints])
+        return Response(CheckpointOutput([checkpoint_data(c) for c in checkpoints], many=True).data)
 
     @extend_schema(request=None, responses={201: CheckpointOutput, 200: CheckpointOutput})
     def post(self, request: Request) -> Response:
@@ -195,14 +229,16 @@ class CheckpointListApi(APIView):
         if checkpoint is None:
             raise ValidationFailed("The audit log is empty: there is nothing to sign.")
         created = before is None or checkpoint.tree_size != before.tree_size
-        return Response(checkpoint_data(checkpoint), status=201 if created else 200)
+        return Response(
+            CheckpointOutput(checkpoint_data(checkpoint)).data, status=201 if created else 200
+        )
 
 
 class InclusionProofApi(APIView):
     permission_classes = [IsCompliance]
 
     @extend_schema(
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: InclusionProofOutput},
         parameters=[
             OpenApiParameter("seq", int, required=True),
             OpenApiParameter("tree_size", int, description="a checkpoint's size (default: latest)"),
@@ -215,14 +251,16 @@ class InclusionProofApi(APIView):
                 "seq is required.", errors=[{"field": "seq", "message": "required"}]
             )
         tree_size = _positive_int(request.query_params, "tree_size")
-        return Response(inclusion_proof_get(seq=seq, tree_size=tree_size))
+        return Response(
+            InclusionProofOutput(inclusion_proof_get(seq=seq, tree_size=tree_size)).data
+        )
 
 
 class ConsistencyProofApi(APIView):
     permission_classes = [IsCompliance]
 
     @extend_schema(
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: ConsistencyProofOutput},
         parameters=[
             OpenApiParameter(
                 "first", int, required=True, description="the older checkpoint's size"
@@ -239,7 +277,9 @@ class ConsistencyProofApi(APIView):
                 "first is required.", errors=[{"field": "first", "message": "required"}]
             )
         second = _positive_int(request.query_params, "second")
-        return Response(consistency_proof_get(first=first, second=second))
+        return Response(
+            ConsistencyProofOutput(consistency_proof_get(first=first, second=second)).data
+        )
 
 
 class PublicKeyApi(APIView):

@@ -14,6 +14,8 @@ from decimal import Decimal, InvalidOperation
 BIGINT_MAX = 2**63 - 1
 _WHOLE = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# NaN and infinities are read (in ASCII) so callers can say "must be finite" about them.
+_SPECIAL = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
 
 
 def whole_number(text: str, *, maximum: int = BIGINT_MAX) -> int | None:
@@ -27,12 +29,13 @@ def whole_number(text: str, *, maximum: int = BIGINT_MAX) -> int | None:
 
 def decimal_number(value: object) -> Decimal:
     """A Decimal from an int, a float or ASCII decimal text (``"12.50"``, ``"1e-3"``);
-    raises decimal.InvalidOperation for anything else (``"١٢"``, ``"1_000"``, ``"NaN"``)."""
+    raises decimal.InvalidOperation for anything else (``"١٢"``, ``"1_000"``). ``"NaN"`` and
+    ``"Infinity"`` are read as such: callers refuse what is not finite."""
     if isinstance(value, bool):
         raise InvalidOperation(f"{value!r} is not a number")
     if isinstance(value, int | float):
         return Decimal(str(value))
     text = str(value).strip()
-    if not _DECIMAL.fullmatch(text):
+    if not (_DECIMAL.fullmatch(text) or _SPECIAL.fullmatch(text)):
         raise InvalidOperation(f"{text[:40]!r} is not a decimal number")
     return Decimal(text)

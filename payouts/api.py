@@ -54,6 +54,61 @@ def _paging(request: Request) -> tuple[int, int]:
     return min(max(limit, 1), 1000), offset
 
 
+class DestinationOutput(serializers.Serializer):
+    provider = serializers.CharField()
+    holder_name = serializers.CharField()
+    iban = serializers.CharField(help_text="masked: enough to recognise it")
+    updated_at = serializers.CharField(help_text="ISO 8601 date-time")
+
+
+class PageOutput(serializers.Serializer):
+    limit = serializers.IntegerField()
+    offset = serializers.IntegerField()
+
+
+class PayoutPageOutput(PageOutput):
+    payouts = serializers.ListField(child=serializers.DictField())
+
+
+class DistributionPageOutput(PageOutput):
+    distributions = serializers.ListField(child=serializers.DictField())
+
+
+class SettlementOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    currency = serializers.CharField()
+    status = serializers.CharField()
+    distributions = serializers.IntegerField()
+    contributors = serializers.IntegerField()
+    total = serializers.CharField(help_text="decimal string")
+    batches = serializers.IntegerField()
+    merkle_root = serializers.CharField(allow_null=True, allow_blank=True)
+    created_at = serializers.CharField(help_text="ISO 8601 date-time")
+    completed_at = serializers.CharField(allow_null=True)
+    proof = serializers.JSONField(
+        required=False, help_text="with ?contributor=: the Merkle inclusion proof of its line"
+    )
+
+
+class SettlementPageOutput(PageOutput):
+    settlements = SettlementOutput(many=True)
+
+
+class QueuedOutput(serializers.Serializer):
+    queued = serializers.BooleanField()
+
+
+class ReconciliationOutput(serializers.Serializer):
+    ok = serializers.BooleanField()
+    problems = serializers.ListField(child=serializers.CharField())
+    balances = serializers.ListField(child=serializers.DictField())
+    figures = serializers.DictField()
+
+
+class WebhookOutput(serializers.Serializer):
+    outcome = serializers.CharField(help_text="what the event did ('duplicate' for a repeat)")
+
+
 class ChargeOutput(serializers.Serializer):
     query = serializers.IntegerField()
     amount = serializers.CharField(help_text="decimal string, e.g. '6.000000'")
@@ -176,20 +231,20 @@ class PayoutDestinationApi(APIView):
         iban = serializers.CharField(max_length=50)
         provider = serializers.CharField(max_length=40, required=False, default="fake_bank")
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=DestinationOutput)
     def get(self, request: Request) -> Response:
         view = selectors.destination_view(contributor=_contributor(request))
         if view is None:
             raise NotFound("You have not set a payout destination yet.")
-        return Response(view)
+        return Response(DestinationOutput(view).data)
 
-    @extend_schema(request=DestinationInputSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=DestinationInputSerializer, responses=DestinationOutput)
     def put(self, request: Request) -> Response:
         data = self.DestinationInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         contributor = _contributor(request)
         services.payout_destination_set(contributor=contributor, **data.validated_data)
-        return Response(selectors.destination_view(contributor=contributor))
+        return Response(DestinationOutput(selectors.destination_view(contributor=contributor)).data)
 
     post = put
 
@@ -197,7 +252,7 @@ class PayoutDestinationApi(APIView):
 class PayoutsApi(APIView):
     permission_classes = [IsCompliance]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=PayoutPageOutput)
     def get(self, request: Request) -> Response:
         limit, offset = _paging(request)
         status_filter = request.query_params.get("status", "")
@@ -216,42 +271,46 @@ class PayoutsApi(APIView):
             limit=limit,
             offset=offset,
         )
-        return Response({"payouts": rows, "limit": limit, "offset": offset})
+        return Response(PayoutPageOutput({"payouts": rows, "limit": limit, "offset": offset}).data)
 
 
 class DistributionsApi(APIView):
     permission_classes = [IsCompliance]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=DistributionPageOutput)
     def get(self, request: Request) -> Response:
         limit, offset = _paging(request)
         rows = selectors.distributions_list(limit=limit, offset=offset)
-        return Response({"distributions": rows, "limit": limit, "offset": offset})
+        return Response(
+            DistributionPageOutput({"distributions": rows, "limit": limit, "offset": offset}).data
+        )
 
 
 class SettlementsApi(APIView):
     permission_classes = [IsCompliance]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=SettlementPageOutput)
     def get(self, request: Request) -> Response:
         limit, offset = _paging(request)
         rows = selectors.settlements_list(limit=limit, offset=offset)
-        return Response({"settlements": rows, "limit": limit, "offset": offset})
+        return Response(
+            SettlementPageOutput({"settlements": rows, "limit": limit, "offset": offset}).data
+        )
 
-    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(request=None, responses={202: QueuedOutput})
     def post(self, request: Request) -> Response:
         """Settle now (on demand): queued for a worker, like the periodic run."""
         from payouts.tasks import settlement_run
 
         user_pk = request.user.pk
         transaction.on_commit(lambda: settlement_run.delay(requested_by=user_pk))
-        return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)
+        return Response(QueuedOutput({"queued": True}).data, status=status.HTTP_202_ACCEPTED)
 
 
 class SettlementDetailApi(APIView):
     permission_classes = [IsCompliance]
 
-    @extend_schema(operation_id="payouts_settlement_detail", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="payouts_settlement_detail", responses=SettlementOutput)
     def get(self, request: Request, pk: int) -> Response:
         settlement = Settlement.objects.filter(pk=pk).first()
         if settlement is None:
@@ -263,22 +322,24 @@ class SettlementDetailApi(APIView):
             if contributor_pk is None:
                 raise ValidationFailed("contributor is a contributor id.")
             out["proof"] = settlement_proof(settlement=settlement, contributor_pk=contributor_pk)
-        return Response(out)
+        return Response(SettlementOutput(out).data)
 
 
 class ReconciliationApi(APIView):
     permission_classes = [IsCompliance]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=ReconciliationOutput)
     def get(self, request: Request) -> Response:
         report = ledger_reconcile()
         return Response(
-            {
-                "ok": report.ok,
-                "problems": report.problems,
-                "balances": report.balances,
-                "figures": report.figures,
-            }
+            ReconciliationOutput(
+                {
+                    "ok": report.ok,
+                    "problems": report.problems,
+                    "balances": report.balances,
+                    "figures": report.figures,
+                }
+            ).data
         )
 
 
@@ -288,7 +349,7 @@ class WebhookApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=WebhookOutput)
     def post(self, request: Request, provider: str) -> Response:
         implementation = provider_get(provider)
         try:
@@ -297,4 +358,6 @@ class WebhookApi(APIView):
             )
         except SignatureInvalid as error:
             raise ValidationFailed(f"Webhook refused: {error}.") from None
-        return Response({"outcome": webhook_apply(provider=provider, event=event)})
+        return Response(
+            WebhookOutput({"outcome": webhook_apply(provider=provider, event=event)}).data
+        )

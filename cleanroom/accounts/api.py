@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -14,14 +15,17 @@ from cleanroom.throttling import client_address
 
 __all__ = ["InvalidCredentials", "TokenObtainApi"]
 
+NOT_BLANK = RegexValidator(r"\S", "This field may not be blank.")
+
 
 class TokenObtainApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
 
     class InputSerializer(serializers.Serializer):
-        username = serializers.CharField()
-        password = serializers.CharField()
+        # Blank names are refused; the schema says so too (pattern: a non-space character).
+        username = serializers.CharField(validators=[NOT_BLANK])
+        password = serializers.CharField(trim_whitespace=False)
 
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()

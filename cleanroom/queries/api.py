@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+from django.core.validators import RegexValidator
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -47,10 +48,66 @@ class EpsilonField(serializers.Field):
         return value
 
 
+NOT_BLANK = RegexValidator(r"\S", "This field may not be blank.")
+
+
 class QueryInput(serializers.Serializer):
     dataset = serializers.CharField(max_length=100, trim_whitespace=False)
-    sql = serializers.CharField(max_length=10_000, trim_whitespace=False)
+    sql = serializers.CharField(max_length=10_000, trim_whitespace=False, validators=[NOT_BLANK])
     epsilon = EpsilonField(required=False, allow_null=True)
+
+
+class QueryOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    dataset = serializers.CharField()
+    organization = serializers.CharField()
+    requester = serializers.CharField()
+    sql = serializers.CharField()
+    epsilon = serializers.FloatField(help_text="charged for the replace-one relation")
+    delta = serializers.FloatField()
+    status = serializers.ChoiceField(choices=QueryStatus.values)
+    progress = serializers.IntegerField(help_text="percent")
+    price = serializers.CharField(help_text="decimal string, e.g. '6.500000'")
+    currency = serializers.CharField()
+    result = serializers.JSONField(
+        allow_null=True, help_text="{columns, rows, accuracy, ...} once released, else null"
+    )
+    error = serializers.CharField(allow_null=True)
+    review_reason = serializers.CharField(allow_null=True)
+    created_at = serializers.CharField(help_text="ISO 8601 date-time")
+    updated_at = serializers.CharField(help_text="ISO 8601 date-time")
+    released_at = serializers.CharField(allow_null=True, help_text="ISO 8601 date-time")
+
+    class Meta:
+        ref_name = "Query"
+
+
+class QuerySubmitOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=QueryStatus.values)
+    epsilon = serializers.FloatField()
+    price = serializers.CharField(help_text="decimal string, held until the query runs")
+
+
+class BudgetOutput(serializers.Serializer):
+    total_epsilon = serializers.FloatField()
+    spent_epsilon = serializers.FloatField()
+    remaining_epsilon = serializers.FloatField()
+    total_delta = serializers.FloatField()
+    spent_delta = serializers.FloatField()
+    remaining_delta = serializers.FloatField()
+    privacy_unit = serializers.CharField()
+    charged_epsilon = serializers.FloatField(required=False, help_text="compliance only")
+    reserved_epsilon = serializers.FloatField(required=False, help_text="compliance only")
+    by_organization = serializers.ListField(
+        child=serializers.DictField(), required=False, help_text="compliance only"
+    )
+    history = serializers.ListField(
+        child=serializers.DictField(), required=False, help_text="compliance only"
+    )
+
+    class Meta:
+        ref_name = "DatasetBudget"
 
 
 def query_output(query: Query) -> dict[str, Any]:
@@ -133,7 +190,9 @@ class QueryListApi(APIView):
             return [IsBusiness()]
         return [IsBusinessOrCompliance()]
 
-    @extend_schema(request=QueryInput, responses={202: dict}, operation_id="queries_submit")
+    @extend_schema(
+        request=QueryInput, responses={202: QuerySubmitOutput}, operation_id="queries_submit"
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         data = _input(request)
@@ -144,30 +203,33 @@ class QueryListApi(APIView):
             requester=request.user,
         )
         return Response(
-            {
-                "id": query.pk,
-                "status": query.status,
-                "epsilon": float(query.epsilon),
-                "price": money(query.price),
-            },
+            QuerySubmitOutput(
+                {
+                    "id": query.pk,
+                    "status": query.status,
+                    "epsilon": float(query.epsilon),
+                    "price": money(query.price),
+                }
+            ).data,
             status=status.HTTP_202_ACCEPTED,
         )
 
-    @extend_schema(responses=dict, operation_id="queries_list")
+    @extend_schema(responses=QueryOutput(many=True), operation_id="queries_list")
     def get(self, request: Request) -> Response:
         wanted = request.query_params.get("status") or None
         if wanted and wanted not in QueryStatus.values:
             raise ValidationFailed(f"status must be one of {', '.join(QueryStatus.values)}.")
         queries = selectors.query_list(user=request.user, status=wanted)[:500]
-        return Response([query_output(query) for query in queries])
+        return Response(QueryOutput([query_output(query) for query in queries], many=True).data)
 
 
 class QueryDetailApi(APIView):
     permission_classes = [IsBusinessOrCompliance]
 
-    @extend_schema(responses=dict, operation_id="queries_retrieve")
+    @extend_schema(responses=QueryOutput, operation_id="queries_retrieve")
     def get(self, request: Request, pk: int) -> Response:
-        return Response(query_output(selectors.query_get(user=request.user, pk=pk)))
+        query = selectors.query_get(user=request.user, pk=pk)
+        return Response(QueryOutput(query_output(query)).data)
 
 
 class ReviewInput(serializers.Serializer):
@@ -179,27 +241,27 @@ class ReviewInput(serializers.Serializer):
 class QueryApproveApi(APIView):
     permission_classes = [IsCompliance]
 
-    @extend_schema(request=ReviewInput, responses=dict)
+    @extend_schema(request=ReviewInput, responses=QueryOutput)
     def post(self, request: Request, pk: int) -> Response:
         serializer = ReviewInput(data=request.data if isinstance(request.data, dict) else {})
         serializer.is_valid(raise_exception=True)
         query = services.query_approve(
             query_id=pk, reviewer=request.user, reason=serializer.validated_data.get("reason", "")
         )
-        return Response(query_output(query))
+        return Response(QueryOutput(query_output(query)).data)
 
 
 class QueryRejectApi(APIView):
     permission_classes = [IsCompliance]
 
-    @extend_schema(request=ReviewInput, responses=dict)
+    @extend_schema(request=ReviewInput, responses=QueryOutput)
     def post(self, request: Request, pk: int) -> Response:
         serializer = ReviewInput(data=request.data if isinstance(request.data, dict) else {})
         serializer.is_valid(raise_exception=True)
         query = services.query_reject(
             query_id=pk, reviewer=request.user, reason=serializer.validated_data.get("reason", "")
         )
-        return Response(query_output(query))
+        return Response(QueryOutput(query_output(query)).data)
 
 
 def result_download(query: Query, kind: str) -> StreamingHttpResponse:
@@ -275,7 +337,7 @@ class QueryResultDownloadApi(APIView):
 class DatasetBudgetApi(APIView):
     permission_classes = [IsBusinessOrCompliance]
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses=BudgetOutput)
     def get(self, request: Request, slug: str) -> Response:
         dataset = dataset_get(slug=slug)
         if not selectors.dataset_visible_to(dataset=dataset, user=request.user):
@@ -284,4 +346,4 @@ class DatasetBudgetApi(APIView):
         if getattr(request.user, "role", None) != "compliance":
             # Businesses see the public totals, not who spent what.
             summary = {key: summary[key] for key in selectors.PUBLIC_BUDGET_FIELDS}
-        return Response(summary)
+        return Response(BudgetOutput(summary).data)
