@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.uploadhandler import MemoryFileUploadHandler
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -112,6 +112,29 @@ class DatasetListApi(APIView):
         )
 
 
+# One entry of a policy diff; "from" and "to" are Python keywords, hence type().
+DatasetChangeOutput = type(
+    "DatasetChangeOutput",
+    (serializers.Serializer,),
+    {
+        "field": serializers.CharField(),
+        "from": serializers.JSONField(),
+        "to": serializers.JSONField(),
+        "needs_reconsent": serializers.BooleanField(),
+        "why": serializers.CharField(),
+    },
+)
+
+
+class DatasetPlanOutput(serializers.Serializer):
+    """`PATCH ...?dry_run=1`: what would change, and who would leave the pool."""
+
+    changes = DatasetChangeOutput(many=True)
+    needs_reconsent = serializers.BooleanField()
+    contributors_leaving = serializers.IntegerField()
+    terms_version = serializers.IntegerField()
+
+
 class DatasetDetailApi(APIView):
     permission_classes = [ReadAnyWriteCompliance]
 
@@ -128,7 +151,26 @@ class DatasetDetailApi(APIView):
         dataset = selectors.dataset_get_visible(slug=slug, user=request.user)
         return Response(DatasetOutput(dataset_output(dataset, viewer=request.user)).data)
 
-    @extend_schema(request=InputSerializer, responses=DatasetOutput)
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="DatasetUpdateOrPlan",
+                serializers=[DatasetOutput, DatasetPlanOutput],
+                resource_type_field_name=None,
+            )
+        },
+        parameters=[
+            OpenApiParameter(
+                "dry_run",
+                bool,
+                description="1: answer what would change (the diff, which changes need new "
+                "consent, how many contributors leave the pool until they consent again) "
+                "and change nothing. The body may hold a partial policy (merged; a null "
+                "key is removed).",
+            )
+        ],
+    )
     def patch(self, request: Request, slug: str) -> Response:
         dataset = selectors.dataset_get(slug=slug)
         if not isinstance(request.data, dict):
@@ -140,6 +182,12 @@ class DatasetDetailApi(APIView):
             )
         data = self.InputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
+        dry_run = request.query_params.get("dry_run", "")
+        if dry_run not in ("", "0", "1", "false", "true"):
+            raise ValidationFailed("dry_run must be 1 or 0.")
+        if dry_run in ("1", "true"):
+            plan = services.dataset_update_plan(dataset=dataset, changes=dict(data.validated_data))
+            return Response(DatasetPlanOutput(plan).data)
         dataset = services.dataset_update(
             actor=request.user,  # type: ignore[arg-type]
             dataset=dataset,

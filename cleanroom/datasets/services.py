@@ -5,8 +5,12 @@ Invariants kept here (each one has tests that try to break it):
 - A refused request changes nothing: every service validates first and writes in
   one transaction, with its audit event in the same transaction.
 - A dataset's schema cannot change once it holds data (publish a new dataset).
-  Changing purpose, policy, price or retention bumps ``terms_version``; consents
-  stay tied to the version they agreed to and only current ones count for the pool.
+  A change to purpose, policy, price or retention that takes something from
+  contributors (more privacy loss, wider use, less pay, longer keeping) bumps
+  ``terms_version``; consents stay tied to the version they agreed to and only current
+  ones count for the pool. A change that only protects contributors more keeps the
+  version (and the pool). ``dataset_update_plan`` says which is which before anything
+  changes.
 - An upload is all-or-nothing and only from a contributor whose open consent is on
   the current terms; the rows a contributor holds in a dataset never exceed the
   policy's ``max_rows_per_contributor``.
@@ -141,10 +145,121 @@ def _check_retention(retention_days: Any) -> None:
         raise ValidationFailed("retention_days must be a whole number of days from 1 to 36500.")
 
 
-@transaction.atomic
-def dataset_update(*, actor: User, dataset: Dataset, changes: dict[str, Any]) -> Dataset:
-    """Change a dataset; new terms bump the version and ask contributors to consent again."""
-    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+# Which changes take something from contributors (more privacy loss, wider use, less pay,
+# longer keeping) and so need their consent again; a change that only protects them more
+# keeps the terms version, and the pool with it. Absent optional keys mean "no limit"
+# for the LIMITS below; for the rest, an added or removed key counts as a loosening.
+LOOSER_IF_HIGHER = (
+    "total_epsilon",
+    "max_query_epsilon",
+    "max_rows_per_contributor",
+    "max_groups",
+    "max_histogram_bins",
+    "delta",
+    "total_delta",
+    "default_privacy_cap",
+    "max_epsilon_per_organization",
+)
+LOOSER_IF_LOWER = ("min_contributors", "max_contributors")
+LIMITS = (
+    "default_privacy_cap",
+    "max_epsilon_per_organization",
+    "allowed_organizations",
+    "allowed_columns",
+    "allowed_aggregates",
+)
+LISTS = ("allowed_organizations", "allowed_columns", "allowed_aggregates")
+
+
+def _number_or_none(value: Any) -> Decimal | None:
+    try:
+        return None if value is None else Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _policy_key_change(key: str, old: Any, new: Any) -> tuple[bool, str]:
+    """(needs new consent, why) for one policy key going from ``old`` to ``new``."""
+    if old is None and key in LIMITS:
+        return False, "a new limit only protects contributors more"
+    if new is None:
+        return True, "removing it lifts a limit contributors agreed to"
+    if key in LISTS:
+        added = sorted(set(map(str, new)) - set(map(str, old or [])))
+        if old is None or added:
+            return True, f"widens it to {', '.join(added) or 'everything'}"
+        return False, "narrows it"
+    if key in ("auto_approve", "private_keys"):
+        if new is True and old is not True:
+            reason = (
+                "queries run without a compliance review"
+                if key == "auto_approve"
+                else "group keys that are not public may be released (under a threshold)"
+            )
+            return True, reason
+        return False, "more protective"
+    before, after = _number_or_none(old), _number_or_none(new)
+    if before is None or after is None:
+        return True, "changes what contributors agreed to"
+    if key in LOOSER_IF_HIGHER:
+        return (after > before, "raises it" if after > before else "lowers it")
+    if key in LOOSER_IF_LOWER:
+        return (after < before, "lowers it" if after < before else "raises it")
+    return True, "changes what contributors agreed to"
+
+
+def _price_key_change(key: str, old: Any, new: Any) -> tuple[bool, str]:
+    if key == "currency":
+        return True, "contributors are paid in another currency"
+    before, after = _number_or_none(old), _number_or_none(new)
+    if before is None or after is None:
+        return True, "changes what contributors agreed to"
+    if key == "platform_fee":
+        return (after > before, "contributors' share shrinks" if after > before else "grows")
+    return (after < before, "contributors are paid less" if after < before else "paid more")
+
+
+def _change(field: str, old: Any, new: Any, needs: bool, why: str) -> dict[str, Any]:
+    return {"field": field, "from": old, "to": new, "needs_reconsent": needs, "why": why}
+
+
+def _changes(dataset: Dataset, updates: dict[str, Any]) -> list[dict[str, Any]]:
+    """The diff a policy editor shows: one entry per changed field (policy and price keys
+    one by one), each saying whether contributors must consent again and why."""
+    out: list[dict[str, Any]] = []
+    for field, value in updates.items():
+        old = getattr(dataset, field)
+        if field in ("total_epsilon", "total_delta") or old == value:
+            continue  # budget columns mirror the policy's keys
+        if field in ("policy", "price"):
+            judge = _policy_key_change if field == "policy" else _price_key_change
+            for key in sorted(set(old) | set(value)):
+                if old.get(key) != value.get(key):
+                    needs, why = judge(key, old.get(key), value.get(key))
+                    out.append(_change(f"{field}.{key}", old.get(key), value.get(key), needs, why))
+        elif field == "name":
+            out.append(_change(field, old, value, False, "a display name only"))
+        elif field == "retention_days":
+            longer = int(value) > int(old)
+            why = "data is kept longer" if longer else "data is kept for less time"
+            out.append(_change(field, old, value, longer, why))
+        else:
+            why = f"the {field} contributors agreed to changes"
+            before, after = (old, value) if field == "purpose" else ("(old)", "(new)")
+            out.append(_change(field, before, after, True, why))
+    return out
+
+
+def _policy_merged(current: dict[str, Any], patch: Any) -> Any:
+    """A partial policy merged over the current one; a key set to null is removed."""
+    if not isinstance(patch, dict):
+        return patch  # policy_clean names the problem
+    merged = {**current, **patch}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+def _updates(dataset: Dataset, changes: dict[str, Any]) -> dict[str, Any]:
+    """Validated new values for the dataset's fields (nothing written)."""
     unknown = set(changes) - {"name", "schema", *TERMS_FIELDS}
     if unknown:
         raise ValidationFailed(f"These fields cannot be changed: {', '.join(sorted(unknown))}.")
@@ -169,7 +284,8 @@ def dataset_update(*, actor: User, dataset: Dataset, changes: dict[str, Any]) ->
     if "policy" in changes or "schema" in updates:
         # The policy names schema columns: check it against the schema it will apply to.
         policy = validation.policy_clean(
-            changes.get("policy", dataset.policy), schema=updates.get("schema", dataset.schema)
+            _policy_merged(dataset.policy, changes.get("policy", {})),
+            schema=updates.get("schema", dataset.schema),
         )
         total = Decimal(policy["total_epsilon"])
         if total < dataset.spent_epsilon:
@@ -191,10 +307,44 @@ def dataset_update(*, actor: User, dataset: Dataset, changes: dict[str, Any]) ->
     if "retention_days" in changes:
         _check_retention(changes["retention_days"])
         updates["retention_days"] = changes["retention_days"]
-    changed = {k: v for k, v in updates.items() if getattr(dataset, k) != v}
+    return {k: v for k, v in updates.items() if getattr(dataset, k) != v}
+
+
+def dataset_update_plan(*, dataset: Dataset, changes: dict[str, Any]) -> dict[str, Any]:
+    """What ``dataset_update`` would do, changing nothing (the API's ``?dry_run=1``).
+
+    ``{changes: [{field, from, to, needs_reconsent, why}], needs_reconsent,
+    contributors_leaving}``: the contributors now in the pool, who leave it until they
+    consent to the new terms when any change needs that, else 0.
+    """
+    from cleanroom.datasets.selectors import pool_size
+
+    updates = _updates(dataset, changes)
+    diff = _changes(dataset, updates)
+    needs = any(change["needs_reconsent"] for change in diff)
+    return {
+        "changes": diff,
+        "needs_reconsent": needs,
+        "contributors_leaving": pool_size(dataset=dataset) if needs else 0,
+        "terms_version": dataset.terms_version + 1 if needs else dataset.terms_version,
+    }
+
+
+@transaction.atomic
+def dataset_update(*, actor: User, dataset: Dataset, changes: dict[str, Any]) -> Dataset:
+    """Change a dataset; a partial ``policy`` is merged (a null key removed).
+
+    A change that takes something from contributors (see ``_policy_key_change``) bumps
+    the terms version: consents on the old version stop counting until renewed. One
+    that only protects them more keeps the version and the pool.
+    """
+    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+    changed = _updates(dataset, changes)
     if not changed:
         return dataset
-    if any(key in changed for key in (*TERMS_FIELDS, "schema")):
+    diff = _changes(dataset, changed)
+    reconsent = any(change["needs_reconsent"] for change in diff)
+    if reconsent:
         changed["terms_version"] = dataset.terms_version + 1
     for key, value in changed.items():
         setattr(dataset, key, value)
@@ -207,6 +357,7 @@ def dataset_update(*, actor: User, dataset: Dataset, changes: dict[str, Any]) ->
         payload={
             "fields": sorted(k for k in changed if k != "terms_version"),
             "terms_version": dataset.terms_version,
+            "needs_reconsent": [c["field"] for c in diff if c["needs_reconsent"]],
             **{k: _jsonable(v) for k, v in changed.items() if k != "terms_version"},
         },
     )

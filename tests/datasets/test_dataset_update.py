@@ -22,19 +22,27 @@ def test_new_terms_bump_the_version(api: Any, compliance_user: Any, dataset: Any
     assert event.payload == {
         "fields": ["purpose"],
         "terms_version": 2,
+        "needs_reconsent": ["purpose"],
         "purpose": "Rent research",
     }
 
 
-def test_price_policy_and_retention_are_terms(api: Any, compliance_user: Any, dataset: Any) -> None:
+def test_terms_that_take_from_contributors_bump_the_version_and_others_do_not(
+    api: Any, compliance_user: Any, dataset: Any
+) -> None:
     client = api(compliance_user)
+    # Paid more, kept for less time, a tighter budget: only more protection, same terms.
     price = {"currency": "EUR", "per_query": "2", "per_epsilon": "10", "platform_fee": "0.2"}
-    assert client.patch(URL, {"price": price}, format="json").json()["terms_version"] == 2
-    policy = {**HOUSEHOLDS_POLICY, "total_epsilon": "20"}
-    body = client.patch(URL, {"policy": policy}, format="json").json()
-    assert body["terms_version"] == 3
-    assert body["budget"]["total_epsilon"] == "20"
-    assert client.patch(URL, {"retention_days": 30}, format="json").json()["terms_version"] == 4
+    assert client.patch(URL, {"price": price}, format="json").json()["terms_version"] == 1
+    assert client.patch(URL, {"retention_days": 30}, format="json").json()["terms_version"] == 1
+    body = client.patch(URL, {"policy": {"total_epsilon": "8"}}, format="json").json()
+    assert (body["terms_version"], body["budget"]["total_epsilon"]) == (1, "8")
+    # Paid less, kept longer, a larger budget: contributors must consent again.
+    cheaper = {**price, "per_epsilon": "5"}
+    assert client.patch(URL, {"price": cheaper}, format="json").json()["terms_version"] == 2
+    assert client.patch(URL, {"retention_days": 400}, format="json").json()["terms_version"] == 3
+    body = client.patch(URL, {"policy": {"total_epsilon": "20"}}, format="json").json()
+    assert (body["terms_version"], body["budget"]["total_epsilon"]) == (4, "20")
 
 
 def test_renaming_or_unchanged_values_keep_the_version(
