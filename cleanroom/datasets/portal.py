@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from cleanroom import parsers as json_input
 from cleanroom.accounts.models import Contributor
@@ -320,3 +320,146 @@ def erase(request: HttpRequest) -> HttpResponse:
         "from every copy of the pool. Your earnings history stays.",
     )
     return redirect("datasets:dashboard")
+
+
+# The policy editor: every key the policy knows, how the form shows and reads it.
+POLICY_FIELDS: list[tuple[str, str, str]] = [
+    # (key, kind, label)
+    ("total_epsilon", "decimal", "Total privacy budget (ε)"),
+    ("max_query_epsilon", "decimal", "Largest ε per query"),
+    ("min_contributors", "whole", "Minimum contributors in the pool"),
+    ("max_rows_per_contributor", "whole", "Rows per contributor, at most"),
+    ("auto_approve", "boolean", "Approve queries within the policy automatically"),
+    ("default_privacy_cap", "decimal", "Default personal cap (ε per year; empty: none)"),
+    ("max_epsilon_per_organization", "decimal", "ε per organization, at most (empty: no limit)"),
+    ("allowed_organizations", "list", "Organizations that may query (comma-separated; empty: all)"),
+    ("allowed_columns", "list", "Columns queries may use (empty: all)"),
+    ("allowed_aggregates", "list", "Aggregates queries may use (empty: all)"),
+    ("max_groups", "whole", "Groups per query, at most (empty: the default)"),
+    ("max_histogram_bins", "whole", "Histogram bins, at most (empty: the default)"),
+    ("max_contributors", "whole", "Contributors, at most (bounds delta; empty: 1,000,000)"),
+    ("private_keys", "boolean", "Allow grouping by keys that are not public (thresholded)"),
+    ("delta", "decimal", "δ per thresholded query (empty: the default)"),
+    ("total_delta", "decimal", "Total δ (empty: one over max contributors)"),
+]
+PRICE_FIELDS = [
+    ("currency", "Currency"),
+    ("per_query", "Price per query"),
+    ("per_epsilon", "Price per ε"),
+    ("platform_fee", "Platform fee (a fraction; the rest is shared by the pool)"),
+]
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _read_policy_form(post: Any, current: dict[str, Any]) -> dict[str, Any]:
+    """The keys the form changed, as a partial policy (an emptied key: null, removed)."""
+    patch: dict[str, Any] = {}
+    for key, kind, _ in POLICY_FIELDS:
+        raw = str(post.get(f"policy.{key}", "")).strip()
+        if raw == _shown(current.get(key)):
+            continue
+        value: Any
+        if raw == "":
+            value = None
+        elif kind == "boolean":
+            value = {"yes": True, "no": False}.get(raw, raw)
+        elif kind == "whole":
+            value = int(raw) if raw.isascii() and raw.isdigit() else raw
+        elif kind == "list":
+            value = [item.strip() for item in raw.split(",") if item.strip()]
+        else:
+            value = raw
+        patch[key] = value
+    return patch
+
+
+def _editor_changes(request: HttpRequest, dataset: Any) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    policy = _read_policy_form(request.POST, dataset.policy)
+    if policy:
+        changes["policy"] = policy
+    price = {key: request.POST.get(f"price.{key}", "").strip() for key, _ in PRICE_FIELDS}
+    if price != {key: str(dataset.price.get(key, "")) for key, _ in PRICE_FIELDS}:
+        changes["price"] = price
+    retention = request.POST.get("retention_days", "").strip()
+    if retention != str(dataset.retention_days):
+        changes["retention_days"] = _whole(retention, "retention_days")
+    purpose = request.POST.get("purpose", "").strip()
+    if purpose != dataset.purpose:
+        changes["purpose"] = purpose
+    return changes
+
+
+@roles("compliance")
+@require_http_methods(["GET", "POST"])
+def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
+    """Edit a dataset's policy: review the diff (a dry run), then confirm it."""
+    dataset = selectors.dataset_get(slug=slug)
+    context: dict[str, Any] = {"dataset": dataset, "plan": None, "error": ""}
+    status = 200
+    if request.method == "POST":
+        try:
+            if request.POST.get("step") == "apply":
+                changes = json_input.loads(request.POST.get("changes", "{}"))
+                if not isinstance(changes, dict):
+                    raise ValidationFailed("The reviewed changes are missing; review again.")
+                plan = services.dataset_update_plan(dataset=dataset, changes=changes)
+                updated = services.dataset_update(
+                    actor=request.user,  # type: ignore[arg-type]
+                    dataset=dataset,
+                    changes=changes,
+                )
+                leaving = plan["contributors_leaving"]
+                messages.success(
+                    request,
+                    f"Policy of {updated.name} saved (terms version {updated.terms_version})."
+                    + (
+                        f" {leaving} contributor{'s' if leaving != 1 else ''} left the pool "
+                        "until they consent to the new terms."
+                        if plan["needs_reconsent"]
+                        else " Every contributor stays in the pool."
+                    ),
+                )
+                return redirect("datasets:detail", slug=slug)
+            changes = _editor_changes(request, dataset)
+            if not changes:
+                context["error"] = "Nothing changed."
+            else:
+                context["plan"] = services.dataset_update_plan(dataset=dataset, changes=changes)
+                context["changes_json"] = json.dumps(changes)
+        except (DomainError, json.JSONDecodeError, ValueError) as error:
+            context["error"] = getattr(error, "detail", "The reviewed changes are not readable.")
+            status = getattr(error, "status_code", 400)
+    values = request.POST if request.method == "POST" and context["plan"] is None else None
+    context["policy_fields"] = [
+        {
+            "name": f"policy.{key}",
+            "kind": kind,
+            "label": label,
+            "value": values.get(f"policy.{key}", "") if values else _shown(dataset.policy.get(key)),
+        }
+        for key, kind, label in POLICY_FIELDS
+    ]
+    context["price_fields"] = [
+        {
+            "name": f"price.{key}",
+            "label": label,
+            "value": values.get(f"price.{key}", "") if values else dataset.price.get(key, ""),
+        }
+        for key, label in PRICE_FIELDS
+    ]
+    context["retention_days"] = (
+        values.get("retention_days", "") if values else dataset.retention_days
+    )
+    context["purpose"] = values.get("purpose", "") if values else dataset.purpose
+    context["pool"] = selectors.pool_size(dataset=dataset)
+    return render(request, "datasets/policy.html", context, status=status)

@@ -9,6 +9,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("datasets/", portal.catalog, name="catalog"),
     path("datasets/new/", portal.new, name="new"),
     path("datasets/<slug:slug>/", portal.detail, name="detail"),
+    path("datasets/<slug:slug>/policy/", portal.policy_edit, name="policy"),
     path("datasets/<slug:slug>/consent/", portal.consent, name="consent"),
     path("datasets/<slug:slug>/withdraw/", portal.withdraw, name="withdraw"),
     path("datasets/<slug:slug>/upload/", portal.upload, name="upload"),
