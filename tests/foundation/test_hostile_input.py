@@ -449,6 +449,25 @@ def test_numbers_out_of_range_in_bodies_are_4xx(world: Any) -> None:
         "max_rows_per_contributor": 70000,
         "max_contributors": 70000,
     }
+    # A dataset whose stored policy predates that check: its previews and submissions are
+    # refused, not a 500 from OpenDP.
+    from cleanroom.datasets.models import Dataset
+
+    stored = Dataset.objects.get(pk=world["dataset"].pk)
+    Dataset.objects.filter(pk=stored.pk).update(
+        policy={**stored.policy, "max_rows_per_contributor": 70000, "max_contributors": 70000}
+    )
+    for path in ("/api/v1/queries/preview/", "/api/v1/queries/"):
+        seen.send(
+            f"u32 overflow stored policy {path}",
+            lambda path=path: clients["business"].post(
+                path,
+                {"dataset": slug, "sql": "SELECT COUNT(*) AS n FROM households", "epsilon": "1"},
+                format="json",
+            ),
+        )
+    stored_answers = [r for what, r in seen if what.startswith("u32 overflow stored")]
+    assert [r.status_code for r in stored_answers] == [400, 400], [r.json() for r in stored_answers]
     seen.send(
         "u32 overflow policy",
         lambda: clients["compliance"].post("/api/v1/datasets/", payload, format="json"),
