@@ -90,6 +90,11 @@ def epsilon(value: Any) -> SafeString | str:
 @register.filter
 def when(value: Any) -> SafeString | str:
     """A datetime as ``<time datetime=ISO>`` in the one display format."""
+    if isinstance(value, str) and value:
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
     if not isinstance(value, datetime):
         return "—" if value in (None, "") else str(value)
     moment = timezone.localtime(value) if timezone.is_aware(value) else value

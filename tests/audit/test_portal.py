@@ -190,7 +190,10 @@ def test_a_querys_whole_story_answers_who_what_cost_and_paid(
     assert f"approved by compliance:{compliance_user.pk} (compliance): “aggregate only”" in page
     assert "charged ε 0.5 (dataset at 0.5 of 3)" in page
     assert "2.500000 EUR" in page
-    assert "40 contributors in the pool, 0.050000 EUR each" in page
+    assert (
+        '40 contributors in the pool, <span class="money" title="0.050000 EUR" '
+        'data-exact="0.050000 EUR">€0.05</span> each'
+    ) in page
     assert "released at" in page
     assert "query:6" not in page and "query:8" not in page
     assert officer.get("/audit/queries/", {"query": "query:7"})["Location"] == "/audit/queries/7/"
@@ -201,7 +204,7 @@ def test_a_querys_whole_story_answers_who_what_cost_and_paid(
 def test_budget_use_is_an_inline_svg_per_dataset(officer, query_story) -> None:
     page = officer.get("/audit/budget/").content.decode()
     assert page.count("<svg") == 2
-    assert "ε 1.5000 of 3.0000 spent, 1.5000 remaining, over 2 budget events." in page
+    assert "ε 1.5 of 3 spent, 1.5 remaining, over 2 budget events." in page
     assert "<script>" not in page and "&lt;script&gt;" in page
     only = officer.get("/audit/budget/", {"dataset": "households"}).content.decode()
     assert only.count("<svg") == 1
