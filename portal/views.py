@@ -5,6 +5,8 @@ Errors under /api/ are answered as problem-details JSON, never HTML.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import login, logout
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -32,8 +34,39 @@ INTRODUCTIONS = {
 }
 
 
+def _overview(request: HttpRequest, role: str) -> dict[str, Any]:
+    """What a signed-in user sees first: their own numbers, read through the selectors."""
+    from cleanroom.datasets.selectors import dataset_list_visible, pool_size
+    from cleanroom.queries import selectors as queries
+
+    user: Any = request.user
+    datasets = [
+        {"dataset": d, "pool": pool_size(dataset=d), "remaining": d.total_epsilon - d.spent_epsilon}
+        for d in dataset_list_visible(user=user)
+    ]
+    context: dict[str, Any] = {"datasets": datasets}
+    if role == "business":
+        from payouts.selectors import billing_summary
+
+        context["billing"] = billing_summary(organization=user.organization, limit=5)
+        context["recent"] = list(queries.query_list(user=user).select_related("dataset")[:5])
+    elif role == "compliance":
+        context["review"] = list(
+            queries.review_queue().select_related("dataset", "organization")[:5]
+        )
+        context["review_count"] = queries.review_queue().count()
+        context["recent"] = list(
+            queries.query_list(user=user).select_related("dataset", "organization")[:5]
+        )
+    return context
+
+
 def home(request: HttpRequest) -> HttpResponse:
     role = getattr(request.user, "role", None) if request.user.is_authenticated else None
+    if role == "contributor":
+        return redirect("datasets:dashboard")
+    if role in ("business", "compliance"):
+        return render(request, "portal/overview.html", {"role": role, **_overview(request, role)})
     return render(request, "portal/home.html", {"introductions": INTRODUCTIONS, "role": role})
 
 
