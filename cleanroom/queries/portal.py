@@ -24,9 +24,6 @@ from cleanroom.queries.models import Query, QueryStatus
 from cleanroom.refusals import QUERY_REFUSED, refusal_of_error
 from portal.access import roles
 
-EXAMPLE_SQL = (
-    "SELECT region, COUNT(*) AS n, AVG(income) AS mean_income\nFROM {table}\nGROUP BY region"
-)
 TERMINAL = (QueryStatus.RELEASED, QueryStatus.FAILED, QueryStatus.REJECTED)
 
 
@@ -67,6 +64,13 @@ def query_list(request: HttpRequest) -> HttpResponse:
     return render(request, "queries/list.html", {"queries": queries})
 
 
+def _example_index(value: str | None, count: int) -> int:
+    """?example=N (0-based) among the dataset's examples; anything else: the first."""
+    if value and value.isascii() and value.isdigit() and int(value) < count:
+        return int(value)
+    return 0
+
+
 @roles("business")
 @require_http_methods(["GET", "POST"])
 def query_new(request: HttpRequest) -> HttpResponse:
@@ -76,7 +80,12 @@ def query_new(request: HttpRequest) -> HttpResponse:
     slug = request.POST.get("dataset") or request.GET.get("dataset") or ""
     if not slug and datasets:
         slug = datasets[0].slug
-    sql = request.POST.get("sql") or EXAMPLE_SQL.format(table=slug or "dataset")
+    selected = next((d for d in datasets if d.slug == slug), None)
+    examples = selectors.query_examples(dataset=selected) if selected else []
+    # A new dataset starts from its own examples: a query naming another dataset's
+    # columns is never carried over (the dataset is chosen by a GET, without the SQL).
+    chosen = _example_index(request.GET.get("example"), len(examples))
+    sql = request.POST.get("sql") or (examples[chosen]["sql"] if examples else "")
     epsilon = request.POST.get("epsilon", "0.5")
     error = ""
     status = 200
@@ -91,13 +100,14 @@ def query_new(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Query {query.pk} submitted ({query.status}).")
             return redirect("queries:detail", pk=query.pk)
-    selected = next((d for d in datasets if d.slug == slug), None)
     return render(
         request,
         "queries/new.html",
         {
             "datasets": datasets,
             "selected": selected,
+            "examples": examples,
+            "remaining": selected.total_epsilon - selected.spent_epsilon if selected else None,
             "slug": slug,
             "sql": sql,
             "epsilon": epsilon,

@@ -279,3 +279,67 @@ def query_pool_members_count(*, query: Query) -> int:
 
 def user_label(user: User | None) -> str:
     return user.username if user else "policy"
+
+
+def _table_name(dataset: Dataset) -> str:
+    return dataset.slug if dataset.slug.isidentifier() else f'"{dataset.slug}"'
+
+
+def query_examples(*, dataset: Dataset) -> list[dict[str, str]]:
+    """Example queries built from the dataset's own schema, only those its policy accepts.
+
+    Clean-room SQL for the allow-list compiler (never sent to a database): a grouped count
+    and mean over a public key, a filtered count and sum, a median.
+    """
+    from cleanroom.queries.sql import compile_sql
+
+    columns = dataset.schema.get("columns", [])
+    keys = [c["name"] for c in columns if c.get("categories") or c["type"] == "boolean"]
+    numbers = [c for c in columns if c["type"] in ("integer", "float") and "lower" in c]
+    table = _table_name(dataset)
+    candidates: list[tuple[str, str]] = []
+    # The measure: a float column if there is one (an amount), else the last number.
+    measure = next((c for c in numbers if c["type"] == "float"), numbers[-1] if numbers else None)
+    if keys and measure:
+        key, number = keys[0], measure["name"]
+        candidates.append(
+            (
+                f"Count and mean of {number} per {key}",
+                f"SELECT {key}, COUNT(*) AS n, AVG({number}) AS mean_{number}\n"
+                f"FROM {table}\nGROUP BY {key}",
+            )
+        )
+    if keys:
+        candidates.append(
+            (
+                f"Count per {keys[-1]}",
+                f"SELECT {keys[-1]}, COUNT(*) AS n\nFROM {table}\nGROUP BY {keys[-1]}",
+            )
+        )
+    if numbers:
+        first, last = numbers[0], measure or numbers[-1]
+        middle = (float(first["lower"]) + float(first["upper"])) / 2
+        threshold = int(middle) if first["type"] == "integer" else round(middle, 2)
+        candidates.append(
+            (
+                f"Count and total {last['name']} where {first['name']} >= {threshold}",
+                f"SELECT COUNT(*) AS n, SUM({last['name']}) AS total_{last['name']}\n"
+                f"FROM {table}\nWHERE {first['name']} >= {threshold}",
+            )
+        )
+        candidates.append(
+            (
+                f"Median {last['name']}",
+                f"SELECT MEDIAN({last['name']}) AS median_{last['name']}\nFROM {table}",
+            )
+        )
+    if not candidates:
+        candidates.append(("Count", f"SELECT COUNT(*) AS n\nFROM {table}"))
+    examples = []
+    for label, sql in candidates:
+        try:
+            compile_sql(sql, table=dataset.slug, schema=dataset.schema, policy=dataset.policy)
+        except QueryRefused:
+            continue
+        examples.append({"label": label, "sql": sql})
+    return examples

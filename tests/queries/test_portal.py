@@ -102,3 +102,48 @@ def test_review_queue_approve_and_reject(
 def test_pages_need_sign_in(households: Any) -> None:
     response = Client().get("/queries/new/")
     assert response.status_code == 302 and "/sign-in/" in response["Location"]
+
+
+def test_the_editor_proposes_examples_from_the_chosen_datasets_schema(
+    pool_dataset: Any, business_user: Any
+) -> None:
+    """Switching dataset must not keep a query that names the other dataset's columns."""
+    from django.test import Client
+
+    pool_dataset()
+    pool_dataset(
+        slug="commutes",
+        schema={
+            "columns": [
+                {"name": "mode", "type": "string", "categories": ["car", "bike"]},
+                {"name": "minutes", "type": "integer", "lower": 0, "upper": 120},
+            ]
+        },
+        records=[[{"mode": "car", "minutes": 20}] for _ in range(6)],
+    )
+    client = Client()
+    client.force_login(business_user)
+
+    households = client.get("/queries/new/?dataset=households").context
+    commutes = client.get("/queries/new/?dataset=commutes").context
+
+    assert households["sql"] == (
+        "SELECT region, COUNT(*) AS n, AVG(income) AS mean_income\nFROM households\nGROUP BY region"
+    )
+    assert commutes["sql"] == (
+        "SELECT mode, COUNT(*) AS n, AVG(minutes) AS mean_minutes\nFROM commutes\nGROUP BY mode"
+    )
+    assert all("FROM commutes" in e["sql"] for e in commutes["examples"])
+    assert not any(
+        name in e["sql"] for e in commutes["examples"] for name in ("income", "region", "age")
+    )
+    second = client.get("/queries/new/?dataset=commutes&example=1").context
+    assert second["sql"] == commutes["examples"][1]["sql"]
+    # Every example compiles under the dataset's policy (a preview accepts each).
+    for example in commutes["examples"]:
+        response = client.post(
+            "/queries/preview/",
+            {"dataset": "commutes", "sql": example["sql"], "epsilon": "1"},
+            HTTP_HX_REQUEST="true",
+        )
+        assert b"Expected 95% interval per cell" in response.content, example
