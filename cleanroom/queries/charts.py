@@ -40,6 +40,7 @@ def error_bar_chart(result: dict[str, Any] | None, column: str | None = None) ->
     chosen = column if column is not None and column in candidates else candidates[0]
     index = columns.index(chosen)
     key_index = next((i for i, name in enumerate(columns) if name not in aggregates), None)
+    x_label = columns[key_index] if key_index is not None else "all rows"
     points = []
     for row_number, (row, intervals) in enumerate(
         zip(result["rows"], result["accuracy"], strict=False)
@@ -69,6 +70,14 @@ def error_bar_chart(result: dict[str, Any] | None, column: str | None = None) ->
         f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" '
         f'xmlns="http://www.w3.org/2000/svg" aria-label="{escape(chosen)} with 95% intervals">',
         f"<title>{escape(chosen)} with 95% intervals</title>",
+        # The same axis labels on every chart: the value (y, rotated) and the group (x).
+        f'<text class="axis-label" x="14" y="{MARGIN_TOP + (HEIGHT - MARGIN_BOTTOM - MARGIN_TOP) / 2:.1f}" '
+        f'text-anchor="middle" font-size="12" fill="#1d2330" '
+        f'transform="rotate(-90 14 {MARGIN_TOP + (HEIGHT - MARGIN_BOTTOM - MARGIN_TOP) / 2:.1f})">'
+        f"{escape(chosen)} (95% interval)</text>",
+        f'<text class="axis-label" x="{MARGIN_LEFT + (WIDTH - MARGIN_LEFT - 10) / 2:.1f}" '
+        f'y="{HEIGHT - 8}" text-anchor="middle" font-size="12" fill="#1d2330">'
+        f"{escape(x_label)}</text>",
         f'<line x1="{MARGIN_LEFT}" y1="{y(0):.1f}" x2="{WIDTH - 10}" y2="{y(0):.1f}" '
         'stroke="#5b6474" stroke-width="1"/>',
     ]
@@ -101,6 +110,19 @@ def error_bar_chart(result: dict[str, Any] | None, column: str | None = None) ->
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 - every interpolated text is escaped
+
+
+def small_multiples(result: dict[str, Any] | None) -> list[SafeString]:
+    """One error-bar chart per released aggregate column, in the result's column order."""
+    if not result:
+        return []
+    aggregates = [entry["column"] for entry in result.get("column_accuracy", [])]
+    charts = [
+        error_bar_chart(result, column)
+        for column in result.get("columns", [])
+        if column in aggregates
+    ]
+    return [chart for chart in charts if chart]
 
 
 def budget_chart(history: list[dict[str, Any]], total: float) -> SafeString:

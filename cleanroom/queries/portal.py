@@ -19,7 +19,7 @@ from cleanroom.datasets.selectors import dataset_get_visible, dataset_list_visib
 from cleanroom.errors import DomainError, Forbidden, NotFound
 from cleanroom.queries import selectors, services
 from cleanroom.queries.api import money, result_download
-from cleanroom.queries.charts import budget_chart, error_bar_chart
+from cleanroom.queries.charts import budget_chart, small_multiples
 from cleanroom.queries.models import Query, QueryStatus
 from cleanroom.refusals import QUERY_REFUSED, refusal_of_error
 from portal.access import roles
@@ -45,6 +45,13 @@ def _rows(query: Query) -> list[list[dict[str, Any]]]:
             )
         out.append(cells)
     return out
+
+
+def _numeric_columns(query: Query) -> list[bool]:
+    """Per result column: is it a released number (right-aligned, header too)?"""
+    result = query.result or {}
+    aggregates = {entry["column"] for entry in result.get("column_accuracy", [])}
+    return [name in aggregates for name in result.get("columns", [])]
 
 
 def _display(value: Any) -> Any:
@@ -144,7 +151,14 @@ def _detail_context(request: HttpRequest, query: Query) -> dict[str, Any]:
         "query": query,
         "rows": _rows(query),
         "columns": (query.result or {}).get("columns", []),
-        "chart": error_bar_chart(query.result) if query.status == QueryStatus.RELEASED else "",
+        "charts": small_multiples(query.result) if query.status == QueryStatus.RELEASED else [],
+        "numeric_names": [
+            name
+            for name, numeric in zip(
+                (query.result or {}).get("columns", []), _numeric_columns(query), strict=False
+            )
+            if numeric
+        ],
         "price": money(query.price),
         "terminal": query.status in TERMINAL,
         "is_compliance": getattr(request.user, "role", None) == "compliance",

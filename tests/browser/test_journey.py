@@ -51,7 +51,7 @@ def test_business_query_to_compliance_story(
     rows = business.locator("table.result tbody tr")
     assert rows.count() == 4
     assert business.locator("table.result small").count() >= 8  # an interval per cell
-    assert business.locator(".card svg").count() == 1  # the error-bar chart
+    assert business.locator(".multiples svg").count() == 2  # a chart per aggregate (n, mean)
     business.screenshot(path=str(tmp_path / "result.png"), full_page=True)
     query = Query.objects.get()
     assert query.status == "released"

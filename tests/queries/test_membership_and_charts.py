@@ -36,3 +36,25 @@ def test_chart_draws_one_bar_and_error_bar_per_row_and_escapes_labels() -> None:
     assert "<script>" not in svg and "&lt;script&gt;" in svg
     assert error_bar_chart(None) == ""
     assert "polyline" in str(budget_chart([{"cumulative": 0.5}, {"cumulative": 1.0}], 2.0))
+
+
+def test_small_multiples_draw_every_aggregate_with_the_same_axis_labels() -> None:
+    from cleanroom.queries.charts import small_multiples
+
+    result = {
+        "columns": ["region", "n", "mean_income", "median_age"],
+        "rows": [["north", 10, 35000.5, 40], ["south", 20, 41000.0, 44]],
+        "accuracy": [
+            [None, [5.0, 15.0], [30000.0, 41000.0], None],
+            [None, [14.0, 26.0], [36000.0, 46000.0], None],
+        ],
+        "column_accuracy": [{"column": "n"}, {"column": "mean_income"}, {"column": "median_age"}],
+    }
+    charts = [str(chart) for chart in small_multiples(result)]
+    assert len(charts) == 3  # one per aggregate: count, mean and the quantile
+    for chart, column in zip(charts, ["n", "mean_income", "median_age"], strict=True):
+        assert f">{column} (95% interval)</text>" in chart  # the y axis names the value
+        assert ">region</text>" in chart  # the x axis names the group key
+        assert chart.count('class="bar"') == 2
+    assert charts[2].count('class="error-bar"') == 0  # quantiles carry no interval
+    assert small_multiples(None) == []
