@@ -3,7 +3,7 @@
     python -m bench load [--clients 50] [--requests 6000] [--duration 180]
                          [--contributors 20000] [--rows 10] [--big-export-rows 200000]
                          [--web-workers 3] [--threads 4] [--worker-concurrency 2]
-                         [--baseline-requests 300] [--keep-db]
+                         [--think 0] [--baseline-requests 300] [--keep-db]
 
 Everything runs on 127.0.0.1: a throwaway PostgreSQL database made like the test database
 (from DATABASE_URL), a throwaway var folder (pool segments) under /tmp, ``gunicorn
@@ -13,7 +13,8 @@ CELERY_BROKER_URL. The bench seeds its own synthetic data: a pool of --contribut
 one contributor with --big-export-rows rows (the export that used to take a worker's
 memory), two businesses and a compliance officer.
 
---clients asynchronous clients (API tokens, keep-alive connections) send a fixed mix until
+--clients asynchronous clients (API tokens, keep-alive connections) send a fixed mix, back
+to back (or --think seconds apart on average, like people reading each answer), until
 --requests requests or --duration seconds, whichever comes first: catalog and detail
 reads, query list and detail, previews and submissions (10% together), uploads, earnings,
 exports and result downloads, billing, audit event pages. A request counts as an error
@@ -126,6 +127,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="mean seconds a client waits between requests (0: back to back, the worst case)",
+    )
     parser.add_argument(
         "--baseline-requests", type=int, default=300, help="the same mix from one client first"
     )
@@ -548,7 +555,13 @@ async def _drain(client: Any, path: str, headers: dict[str, str]) -> Drained:
 
 
 async def _client_loop(
-    client: Any, world: World, index: int, seed: int, budget: dict[str, Any], samples: list[Sample]
+    client: Any,
+    world: World,
+    index: int,
+    seed: int,
+    budget: dict[str, Any],
+    samples: list[Sample],
+    think: float = 0.0,
 ) -> None:
     rng = random.Random(seed * 1000 + index)
     while budget["left"] > 0 and time.monotonic() < budget["deadline"]:
@@ -565,10 +578,12 @@ async def _client_loop(
         samples.append(Sample(endpoint, elapsed, status == expected, status, detail))
         if endpoint == "submit" and status == expected:
             world.query_ids.append(int(response.json()["id"]))
+        if think:  # a person reading the answer before the next click (exponential)
+            await asyncio.sleep(rng.expovariate(1 / think))
 
 
 async def drive(
-    world: World, *, clients: int, requests: int, duration: float, seed: int
+    world: World, *, clients: int, requests: int, duration: float, seed: int, think: float = 0.0
 ) -> tuple[list[Sample], float]:
     import httpx
 
@@ -578,7 +593,7 @@ async def drive(
     async with httpx.AsyncClient(base_url=world.base, limits=limits, timeout=120) as client:
         started = time.perf_counter()
         await asyncio.gather(
-            *[_client_loop(client, world, i, seed, budget, samples) for i in range(clients)]
+            *[_client_loop(client, world, i, seed, budget, samples, think) for i in range(clients)]
         )
         return samples, time.perf_counter() - started
 
@@ -700,7 +715,8 @@ def report(
         by_endpoint[sample.endpoint].append(sample)
     errors = [s for s in [*baseline, *samples] if not s.ok]
     print(
-        f"\n== load: {len(samples):,} requests from {args.clients} clients in {elapsed:.1f} s: "
+        f"\n== load: {len(samples):,} requests from {args.clients} clients "
+        f"({'back to back' if not args.think else f'{args.think:g} s apart on average'}) in {elapsed:.1f} s: "
         f"{len(samples) / elapsed:,.1f} requests/s, {len(errors)} errors =="
     )
     alone: dict[str, list[float]] = defaultdict(list)
@@ -795,6 +811,7 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
                 requests=args.requests,
                 duration=args.duration,
                 seed=args.seed,
+                think=args.think,
             )
         )
         problems, statuses = books_after()
