@@ -11,6 +11,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 from django.core.paginator import Paginator
@@ -25,6 +26,7 @@ from audit.models import AuditEvent
 from cleanroom.errors import ValidationFailed
 from cleanroom.numbers import whole_number
 from portal.access import roles
+from portal.templatetags.display import epsilon_text, money_text
 
 View = Callable[..., HttpResponseBase]
 PAGE_SIZE = 50
@@ -46,18 +48,51 @@ def _subject_link(subject: str) -> str | None:
     return value if kind == "query" and whole_number(value) is not None else None
 
 
+# Payload keys that hold an epsilon (12 decimals in the log), shown without the noise.
+EPSILON_KEYS = {"epsilon", "spent_epsilon", "total_epsilon", "target_epsilon"}
+# Payload keys that name another record: shown in the subjects' id scheme.
+ID_KEYS = {"organization", "contribution", "entry", "settlement", "payout", "query"}
+
+
+def payload_fields(payload: Any) -> list[tuple[str, str]]:
+    """A payload as readable (label, value) pairs, in the log's key order."""
+    if not isinstance(payload, dict):
+        return [("value", json.dumps(payload))]
+    fields = []
+    for key, value in payload.items():
+        if value is None or value == "":
+            shown = "—"
+        elif key in EPSILON_KEYS:
+            shown = epsilon_text(value)
+        elif key == "price" and isinstance(value, int) and not isinstance(value, bool):
+            shown = money_text(Decimal(value) / 1_000_000, str(payload.get("currency", "")))
+        elif key in ID_KEYS and isinstance(value, int) and not isinstance(value, bool):
+            shown = f"{key}:{value}"
+        elif isinstance(value, bool):
+            shown = "yes" if value else "no"
+        elif isinstance(value, dict | list):
+            shown = json.dumps(value, separators=(", ", ": "))
+        else:
+            shown = str(value)
+        fields.append((key.replace("_", " "), shown))
+    return fields
+
+
 @compliance_only
 def events(request: HttpRequest) -> HttpResponse:
     filters = selectors.EventFilter.from_params(request.GET)
-    paginator = Paginator(selectors.event_list(filters=filters), PAGE_SIZE)
+    paginator = Paginator(selectors.event_list(filters=filters, newest_first=True), PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
+    listed = list(page.object_list)
+    actors = selectors.actor_ids(events=listed)
     rows = [
         {
             "event": event,
+            "actor": actors[event.seq],
             "query": _subject_link(event.subject),
-            "payload": json.dumps(event.payload),
+            "fields": payload_fields(event.payload),
         }
-        for event in page.object_list
+        for event in listed
     ]
     return render(
         request,
@@ -97,6 +132,8 @@ def event_detail(request: HttpRequest, seq: int) -> HttpResponse:
         "audit/event.html",
         {
             "event": event,
+            "actor": selectors.actor_ids(events=[event])[event.seq],
+            "fields": payload_fields(event.payload),
             "payload": json.dumps(event.payload, indent=2),
             "proof": proof,
             "query": _subject_link(event.subject),

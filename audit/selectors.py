@@ -105,9 +105,12 @@ class EventFilter:
         return {k: v for k, v in out.items() if v}
 
 
-def event_list(*, filters: EventFilter | None = None) -> QuerySet[AuditEvent]:
-    """Events in seq order. `action` ending in '.' or '*' matches a namespace."""
-    events = AuditEvent.objects.order_by("seq")
+def event_list(
+    *, filters: EventFilter | None = None, newest_first: bool = False
+) -> QuerySet[AuditEvent]:
+    """Events in seq order (the portal: newest first). `action` ending in '.' or '*'
+    matches a namespace."""
+    events = AuditEvent.objects.order_by("-seq" if newest_first else "seq")
     if filters is None:
         return events
     if filters.action:
@@ -502,3 +505,30 @@ def refusal_reasons(*, filters: EventFilter | None = None) -> list[tuple[str, in
         reason = str((payload or {}).get("reason") or "(no reason given)")
         counts[reason] = counts.get(reason, 0) + 1
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def actor_ids(*, events: list[AuditEvent]) -> dict[int, str]:
+    """Each event's actor in the subjects' id scheme: a contributor as ``contributor:<pk>``
+    (the id subjects and payouts use, not their user account's), anyone else as
+    ``user:<pk>`` with their role; ``system`` for none. Keyed by the event's seq."""
+    from cleanroom.accounts.models import Contributor
+
+    users = {
+        int(e.actor_id)
+        for e in events
+        if e.actor_role == "contributor" and e.actor_id.isascii() and e.actor_id.isdigit()
+    }
+    contributors = dict(Contributor.objects.filter(user_id__in=users).values_list("user_id", "pk"))
+    out: dict[int, str] = {}
+    for event in events:
+        if event.actor_role == "system" or not event.actor_id:
+            out[event.seq] = "system"
+        elif (
+            event.actor_role == "contributor"
+            and event.actor_id.isdigit()
+            and (int(event.actor_id) in contributors)
+        ):
+            out[event.seq] = f"contributor:{contributors[int(event.actor_id)]}"
+        else:
+            out[event.seq] = f"user:{event.actor_id} ({event.actor_role})"
+    return out

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 
 from cleanroom.accounts.models import Contributor, Organization
 from payouts.fields import mask_iban
@@ -264,8 +264,39 @@ def settlement_row(s: Settlement) -> dict[str, Any]:
     }
 
 
+def settlement_outcome(*, settlement: Settlement) -> dict[str, Any]:
+    """Who of a settlement's contributors was paid, who could not be (no payout
+    destination: their money stays owed to them) and who waits (below the threshold)."""
+    from payouts.disbursement import payout_threshold
+
+    lines = Posting.objects.filter(
+        entry__settlement=settlement,
+        entry__kind=JournalEntry.Kind.SETTLEMENT,
+        contributor_pk__isnull=False,
+        amount__gt=0,
+    )
+    with_destination = PayoutDestination.objects.values("contributor_id")
+    unpaid = lines.exclude(contributor_pk__in=with_destination).aggregate(
+        n=Count("pk"), total=Sum("amount")
+    )
+    payouts = Payout.objects.filter(settlement=settlement)
+    paid = payouts.exclude(status=Payout.Status.FAILED).count()
+    reachable = lines.filter(contributor_pk__in=with_destination).count()
+    return {
+        "paid": paid,
+        "failed": payouts.filter(status=Payout.Status.FAILED).count(),
+        "no_destination": unpaid["n"] or 0,
+        "no_destination_amount": micro_format(unpaid["total"] or 0),
+        "waiting": max(reachable - payouts.count(), 0),
+        "threshold": micro_format(payout_threshold()),
+    }
+
+
 def settlements_list(*, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    return [settlement_row(s) for s in Settlement.objects.order_by("-pk")[offset : offset + limit]]
+    return [
+        settlement_row(s) | settlement_outcome(settlement=s)
+        for s in Settlement.objects.order_by("-pk")[offset : offset + limit]
+    ]
 
 
 def payouts_list(
