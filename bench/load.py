@@ -589,7 +589,12 @@ async def drive(
 
     samples: list[Sample] = []
     budget = {"left": requests, "deadline": time.monotonic() + duration}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # Idle connections are dropped after 1 s, before gunicorn's own keep-alive (2 s) closes
+    # them: reusing one the server is closing at that moment is a reset on the client's
+    # side (as any client or proxy must, the idle limit sits below the server's).
+    limits = httpx.Limits(
+        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=1.0
+    )
     async with httpx.AsyncClient(base_url=world.base, limits=limits, timeout=120) as client:
         started = time.perf_counter()
         await asyncio.gather(
