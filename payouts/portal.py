@@ -120,7 +120,7 @@ def earnings(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "payouts/earnings.html",
-        {"detail": detail, "error": error},
+        {"detail": detail, "error": error, "schedule": selectors.payout_schedule()},
         status=400 if error else 200,
     )
 

@@ -308,3 +308,17 @@ def payouts_list(
     if settlement:
         queryset = queryset.filter(settlement_id=settlement)
     return [payout_row(p) for p in queryset[offset : offset + limit]]
+
+
+def payout_schedule() -> dict[str, Any]:
+    """When and how contributors are paid: the settlement interval and the threshold."""
+    from django.conf import settings
+
+    from payouts.disbursement import payout_threshold
+
+    entry = getattr(settings, "CELERY_BEAT_SCHEDULE", {}).get("payouts-settlement", {})
+    seconds = float(entry.get("schedule", 3600))
+    return {
+        "every_minutes": max(1, round(seconds / 60)),
+        "threshold": micro_format(payout_threshold()),
+    }

@@ -58,6 +58,15 @@ def _card(dataset: Any, request: HttpRequest) -> dict[str, Any]:
         card["consent"] = selectors.consent_status(
             contributor=_contributor(request), dataset=dataset
         )
+        if card["consent"] == "none" and selectors.consent_withdrawn(
+            contributor=_contributor(request), dataset=dataset
+        ):
+            card["consent"] = "withdrawn"
+        # "Your rows are in the pool" only once they are: consented and holding rows.
+        card["holds_rows"] = any(
+            u["dataset"] == dataset.slug
+            for u in selectors.contribution_summary(contributor=_contributor(request))
+        )
         consent = selectors.consent_open(contributor=_contributor(request), dataset=dataset)
         if consent is not None:
             card["privacy_cap"] = selectors.privacy_cap_of(consent=consent, dataset=dataset)
@@ -134,7 +143,9 @@ def withdraw(request: HttpRequest, slug: str) -> HttpResponse:
     dataset = selectors.dataset_get(slug=slug)
     services.consent_withdraw(contributor=_contributor(request), dataset=dataset)
     messages.success(
-        request, f"Consent withdrawn: from now on no query of {dataset.name} sees your rows."
+        request,
+        f"Consent withdrawn: from now on no query of {dataset.name} sees your rows. Your "
+        "rows stay stored (encrypted) until you erase your data; what you earned stays yours.",
     )
     return redirect("datasets:detail", slug=slug)
 

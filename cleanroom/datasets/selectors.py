@@ -116,6 +116,16 @@ def consent_status(*, contributor: Contributor, dataset: Dataset) -> str:
     return "current" if consent.terms_version == dataset.terms_version else "outdated"
 
 
+def consent_withdrawn(*, contributor: Contributor, dataset: Dataset) -> bool:
+    """True if they consented once and withdrew (and have no open consent now)."""
+    return (
+        consent_open(contributor=contributor, dataset=dataset) is None
+        and Consent.objects.filter(
+            contributor=contributor, dataset=dataset, withdrawn_at__isnull=False
+        ).exists()
+    )
+
+
 def consent_history(*, contributor: Contributor) -> list[dict[str, Any]]:
     return [
         {

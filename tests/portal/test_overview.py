@@ -41,3 +41,8 @@ def test_compliance_lands_on_the_review_queue_and_a_contributor_on_their_data(
     response = _client(contributor.user).get("/")
     assert (response.status_code, response["Location"]) == (302, "/my-data/")
     assert "For businesses" in Client().get("/").content.decode()
+
+
+def test_the_sign_in_page_leads_contributors_to_join(db: Any) -> None:
+    page = Client().get("/sign-in/").content.decode()
+    assert '<a href="/join/" id="join-link">join or sign in with your wallet</a>' in page
