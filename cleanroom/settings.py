@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc as static files: no CDN at run time
     "django_celery_results",
     "cleanroom.accounts",
     "cleanroom.datasets",
@@ -173,6 +174,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Differentially private answers over data people are paid for.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery: JSON only, late acks, redelivery when a worker dies, time limits.

@@ -1,6 +1,10 @@
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerSplitView,
+)
 
 from cleanroom.health import healthz
 
@@ -25,7 +29,15 @@ api_v1.append(path("schema/", SpectacularAPIView.as_view(), name="schema"))
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Served from drf-spectacular-sidecar's static files; the split view serves Swagger UI's
+    # start-up script as a file too (no inline script), and ReDoc uses our own page
+    # (the stock one fetches Google Fonts).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="portal/redoc.html"),
+        name="api-redoc",
+    ),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("", include("portal.urls")),
