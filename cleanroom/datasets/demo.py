@@ -166,7 +166,13 @@ def seed(*, stdout: Any = None) -> list[str]:
             ],
         )
     return [
-        f"Datasets: households and commutes published; {uploads} demo upload(s) of "
-        f"{ROWS_PER_CONTRIBUTOR} row(s) by {len(wallets)} wallet-verified contributor(s); "
-        f"{bulk} synthetic row(s) bulk-seeded for {len(synthetic)} synthetic contributor(s)."
+        f"Datasets: households and commutes published; {_count(uploads, 'demo upload')} of "
+        f"{_count(ROWS_PER_CONTRIBUTOR, 'row')} by "
+        f"{_count(len(wallets), 'wallet-verified contributor')}; "
+        f"{_count(bulk, 'synthetic row')} bulk-seeded for "
+        f"{_count(len(synthetic), 'synthetic contributor')}."
     ]
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"

@@ -198,7 +198,10 @@ def _upload_protected(request: HttpRequest, slug: str) -> HttpResponse:
         context["csv_header"] = ",".join(c["name"] for c in dataset.schema["columns"])
         context["example_records"] = json.dumps([_example_row(dataset.schema)], indent=1)
         return render(request, "datasets/detail.html", context, status=400)
-    messages.success(request, f"{contribution.rows} row(s) accepted, encrypted and stored.")
+    rows = contribution.rows
+    messages.success(
+        request, f"{rows} row{'s' if rows != 1 else ''} accepted, encrypted and stored."
+    )
     return redirect("datasets:detail", slug=slug)
 
 

@@ -28,12 +28,12 @@ def test_seed_publishes_and_fills_the_pools(
     again = seed()
 
     assert lines == [
-        "Datasets: households and commutes published; 11 demo upload(s) of 1 row(s) by 6 "
-        "wallet-verified contributor(s); 80 synthetic row(s) bulk-seeded for 40 synthetic "
-        "contributor(s)."
+        "Datasets: households and commutes published; 11 demo uploads of 1 row by 6 "
+        "wallet-verified contributors; 80 synthetic rows bulk-seeded for 40 synthetic "
+        "contributors."
     ]
-    assert again[0].startswith("Datasets: households and commutes published; 0 demo upload(s)")
-    assert "0 synthetic row(s)" in again[0]
+    assert again[0].startswith("Datasets: households and commutes published; 0 demo uploads")
+    assert "0 synthetic rows" in again[0]
     assert sorted(Dataset.objects.values_list("slug", flat=True)) == ["commutes", "households"]
     assert Contribution.objects.count() == 11 + 80
     assert not Contribution.objects.filter(is_compacted=False).exists()

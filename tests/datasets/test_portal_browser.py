@@ -51,7 +51,7 @@ def test_contributor_uploads_and_erases_in_the_browser(
 
     page.set_input_files("input[name=file]", str(good))
     page.click("#upload button")
-    page.wait_for_selector("text=1 row(s) accepted, encrypted and stored.")
+    page.wait_for_selector("text=1 row accepted, encrypted and stored.")
     assert Contribution.objects.filter(contributor=person).count() == 1
 
     page.goto("/my-data/")

@@ -58,3 +58,22 @@ def test_my_queries_show_money_as_money_and_epsilon_without_noise(
     assert ">€6.00</span>" in page and ">6000000<" not in page
     assert 'title="0.499999999999">0.5</span>' in page
     assert f'<time datetime="{query.created_at.isoformat(timespec="seconds")}' in page
+
+
+def test_counts_read_as_english(db: Any, compliance_user: Any) -> None:
+    """'1 ranges', '1 signed checkpoint match', '1 rows' were on the pages."""
+    page = render(
+        "{{ n }} range{{ n|pluralize }}; {{ c }} signed checkpoint{{ c|pluralize }} "
+        'match{{ c|pluralize:"es," }}',
+        n=1,
+        c=1,
+    )
+    assert page == "1 range; 1 signed checkpoint matches"
+    from audit.services import audit_record, checkpoint_create
+
+    audit_record(action="accounts.account.created", actor=None, subject="user:1")
+    checkpoint_create()
+    client = Client()
+    client.force_login(compliance_user)
+    verify = client.get("/audit/verify/").content.decode()
+    assert "1 signed checkpoint matches the Merkle tree" in verify
