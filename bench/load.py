@@ -824,6 +824,9 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
         sampler.join()
         sampler.sample()
         met = report(baseline, samples, elapsed, sampler.peaks, args)
+        if any(not sample.ok for sample in [*baseline, *samples]):
+            for name in ("web", "worker"):  # the scratch folder holding them goes at the end
+                print(f"--- {name} log (tail):\n{servers.log_tail(name)}")
     finally:
         servers.stop()
     print(f"queries by status: {json.dumps(statuses, sort_keys=True)}")
