@@ -42,7 +42,7 @@ def test_business_query_to_compliance_story(
     business.click("text=Preview cost and accuracy")
     business.wait_for_selector("#preview table, #preview .error")
     preview = business.inner_text("#preview")
-    assert "EUR" in preview and "11.5" in preview  # price: 1.50 + 10 x epsilon 1
+    assert "€11.50" in preview  # price: 1.50 + 10 x epsilon 1
     assert Query.objects.count() == 0  # a preview spends nothing
 
     business.click("button[type=submit]")

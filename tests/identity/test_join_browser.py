@@ -32,6 +32,6 @@ def test_join_with_a_wallet_in_the_browser(page, live_server, settings):
         outcome = present_url(wallet, request_uri, client=client)
     assert outcome.verified, outcome.body
 
-    page.wait_for_url(live_server.url + "/", timeout=15_000)
+    page.wait_for_url(live_server.url + "/my-data/", timeout=15_000)  # a contributor lands on their data
     assert page.locator(".role").inner_text() == "contributor"
     assert "you are signed in as a contributor" in page.locator(".messages").inner_text()

@@ -46,7 +46,7 @@ def test_join_with_an_sd_jwt_wallet_disclosing_only_an_age_predicate(page, live_
         outcome = present_url(wallet, link, client=client)
     assert outcome.verified, outcome.body
 
-    page.wait_for_url(live_server.url + "/", timeout=15_000)
+    page.wait_for_url(live_server.url + "/my-data/", timeout=15_000)  # a contributor lands on their data
     assert page.locator(".role").inner_text() == "contributor"
     assert "you are signed in as a contributor" in page.locator(".messages").inner_text()
     # What left the wallet: the age predicate only; what the service kept: type, issuer, expiry, hash.

@@ -25,12 +25,12 @@ def test_business_tops_up_from_the_billing_page(
     query_charge(query=query, members=members(1, 2, 3))
     sign_in(page, "analyst", "analyst-pass-1")
     page.click("nav >> text=Billing")
-    assert page.locator("[data-testid=balance]").inner_text() == "4.000000 EUR"
+    assert page.locator("[data-testid=balance]").inner_text() == "€4.00"
     assert page.locator("table td", has_text=f"#{query.pk}").first.is_visible()
     page.fill("input[name=amount]", "-1")
     page.click("text=Add funds")
     assert "greater than zero" in page.locator("[role=alert]").inner_text()
     page.fill("input[name=amount]", "25.50")
     page.click("text=Add funds")
-    assert page.locator("[data-testid=balance]").inner_text() == "29.500000 EUR"
+    assert page.locator("[data-testid=balance]").inner_text() == "€29.50"
     page.screenshot(path="var/screenshot-billing.png")
