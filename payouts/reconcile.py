@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, F, Sum
 
 from payouts.models import (
@@ -60,6 +60,19 @@ def _open_holds(currency: str) -> int:
 
 
 def ledger_reconcile() -> Report:
+    """Check the books in one consistent snapshot (REPEATABLE READ on PostgreSQL when not
+    already in a transaction), so a payout or settlement committing meanwhile cannot make
+    two of its figures disagree."""
+    if connection.in_atomic_block or connection.vendor != "postgresql":
+        with transaction.atomic():
+            return _reconcile()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return _reconcile()
+
+
+def _reconcile() -> Report:
     report = Report()
     problems = report.problems
     for entry_id, currency, total in _scalar(
