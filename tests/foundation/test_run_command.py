@@ -52,10 +52,18 @@ def test_run_command_serves_landing_page_and_schema_then_stops_on_ctrl_c(tmp_pat
         assert "openapi" in schema.text
         assert httpx.get(base + "/healthz", timeout=10).json()["ok"] is True
         assert httpx.get(base + "/static/portal/site.css", timeout=10).status_code == 200
+        # The API docs work without the internet: Swagger UI is served by the service.
+        docs = httpx.get(base + "/api/docs/", timeout=10).text
+        bundle = "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
+        assert bundle in docs and "cdn.jsdelivr" not in docs
+        assert httpx.get(base + bundle, timeout=10).status_code == 200
     finally:
         os.killpg(process.pid, signal.SIGINT)
         output, _ = process.communicate(timeout=60)
     assert f"Clean room is running at {base}/" in output
     assert "compliance / compliance-demo-pass" in output
+    # The demo world: a bulk-seeded population and the README's query already answered.
+    assert "Contributors: 10000 synthetic demo contributors" in output
+    assert "Query 1 on households by acme: released" in output
     with pytest.raises(httpx.HTTPError):
         httpx.get(base + "/healthz", timeout=2)
