@@ -240,3 +240,65 @@ def test_every_page_fits_passes_axe_and_stays_offline_without_console_errors(
                 problems.extend(f"{role} {page.path} @{width}: {e}" for e in errors)
         browser_page.close()
     assert problems == [], json.dumps(problems, indent=1)
+
+
+def test_three_journeys_on_the_demo(
+    browser: Any, live_server: Any, demo: dict[str, Any], contexts: dict[str, Any]
+) -> None:
+    """A business asks, compliance reviews and tightens a policy, a contributor withdraws:
+    through the pages, in Chromium, on the demo world."""
+    from cleanroom.datasets.models import Dataset
+    from cleanroom.datasets.selectors import pool_size
+    from cleanroom.queries.models import Query
+    from tests.conftest import sign_in
+
+    # Business: signs in with its password, lands on its overview, asks of commutes.
+    business = browser.new_context(base_url=live_server.url).new_page()
+    business.set_default_timeout(20_000)
+    sign_in(business, "acme", "acme-demo-pass")
+    assert "€" in business.inner_text("#overview-balance")
+    business.goto("/queries/new/")
+    business.select_option("select[name=dataset]", "commutes")
+    business.wait_for_url("**/queries/new/?dataset=commutes")
+    sql = business.input_value("textarea[name=sql]")
+    assert "FROM commutes" in sql and "income" not in sql
+    business.click("text=Preview cost and accuracy")
+    business.wait_for_selector("#preview table")
+    assert "Expected relative error" in business.inner_text("#preview")
+    business.click("button[type=submit]")
+    business.wait_for_selector(".status-pending_approval")
+    asked = Query.objects.order_by("-pk").first()
+    assert asked is not None and asked.status == "pending_approval"
+    assert asked.sql.replace("\r\n", "\n") == sql  # a form sends CRLF line ends
+
+    # Compliance: approves it from the review queue, then lowers a cap in the policy editor.
+    officer = browser.new_context(base_url=live_server.url).new_page()
+    officer.set_default_timeout(20_000)
+    sign_in(officer, "compliance", "compliance-demo-pass")
+    officer.goto("/queries/review/")
+    officer.locator(f"form[action='/queries/{asked.pk}/approve/'] button").click()
+    officer.wait_for_selector(f"text=Query {asked.pk} approved and queued.")
+    asked.refresh_from_db()
+    assert asked.status in ("queued", "running", "released")
+    households = Dataset.objects.get(slug="households")
+    pool = pool_size(dataset=households)
+    officer.goto("/datasets/households/policy/")
+    officer.fill("input[name='policy.max_query_epsilon']", "0.5")
+    officer.click("text=Review the changes")
+    review = officer.inner_text("#policy-review")
+    assert "policy.max_query_epsilon" in review and "no new consent" in review
+    officer.click("text=Apply")
+    officer.wait_for_selector("text=Every contributor stays in the pool.")
+    households.refresh_from_db()
+    assert households.policy["max_query_epsilon"] == "0.5"
+    assert pool_size(dataset=households) == pool
+
+    # Contributor: withdraws behind the confirmation; the catalog then says so.
+    person = contexts["contributor"].new_page()
+    person.goto("/datasets/households/")
+    person.click("#withdraw summary")
+    assert "no query of Household budgets sees your rows" in person.inner_text("#withdraw")
+    person.click("text=Yes, withdraw my consent")
+    person.wait_for_selector("text=Consent withdrawn")
+    person.goto("/datasets/")
+    assert "withdrawn" in person.inner_text("table")
