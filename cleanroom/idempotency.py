@@ -11,6 +11,9 @@ connection, a killed web process) sends the same request again with the same key
 The key is claimed and the answer stored in one transaction with the write itself, so
 either both are committed or neither; a failed first attempt (any 4xx) stores nothing and
 a retry runs afresh. Only 2xx answers are replayed.
+
+`idempotent` also declares the header on the operation in the OpenAPI schema, so a view
+cannot honour the key without documenting it (tests/foundation/test_schema_idempotency_key.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from functools import wraps
 from typing import Any
 
 from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -29,16 +33,45 @@ from cleanroom.accounts.services import idempotency_claim, idempotency_store
 from cleanroom.errors import ValidationFailed
 
 HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+
+KEY_PARAMETER = OpenApiParameter(
+    name=HEADER,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    # What _key() accepts: 1 to 255 printable ASCII characters (space to tilde).
+    type={"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": "^[ -~]+$"},
+    description=(
+        "Optional key (e.g. a UUID) that makes a retry of this write safe. A repeat by the "
+        "same user with the same key and the same request (method, path, content type and "
+        "body) does nothing again and replays the first 2xx answer: the same status and the "
+        f"same documented body, with the response header `{REPLAYED_HEADER}: true`. The same "
+        "key with a different request answers 409 (problem details, type `conflict`) and "
+        "changes nothing. A first attempt that was refused (4xx) keeps nothing, so its retry "
+        f"runs afresh. 1 to {MAX_KEY_LENGTH} printable ASCII characters; any other value "
+        "answers 400 (validation-failed). Without the header the request runs as always."
+    ),
+)
+REPLAYED_PARAMETER = OpenApiParameter(
+    name=REPLAYED_HEADER,
+    location=OpenApiParameter.HEADER,
+    response=list(range(200, 300)),  # only 2xx answers are stored and replayed
+    type={"type": "string", "enum": ["true"]},
+    description=f"Present on a replayed answer to a repeated {HEADER}.",
+)
 
 
 def _key(request: Request) -> str | None:
     key = request.headers.get(HEADER)
     if key is None:
         return None
-    if not 1 <= len(key) <= 255 or not (key.isascii() and key.isprintable()):
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not (key.isascii() and key.isprintable()):
         raise ValidationFailed(
-            f"{HEADER} must be 1 to 255 printable ASCII characters.",
-            errors=[{"field": HEADER, "message": "1 to 255 printable ASCII characters"}],
+            f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
+            errors=[
+                {"field": HEADER, "message": f"1 to {MAX_KEY_LENGTH} printable ASCII characters"}
+            ],
         )
     return key
 
@@ -51,7 +84,8 @@ def _fingerprint(request: Request) -> str:
 
 
 def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
-    """Decorate an APIView's post(): replay by `Idempotency-Key` (see module doc)."""
+    """Decorate an APIView's post(): replay by `Idempotency-Key` (see module doc), and
+    declare the header on the operation's schema."""
 
     @wraps(handler)
     def wrapped(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -65,7 +99,7 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
             stored = idempotency_claim(user=user, key=key, fingerprint=fingerprint)
             if stored is not None:
                 return Response(
-                    stored.body, status=stored.status, headers={"Idempotent-Replayed": "true"}
+                    stored.body, status=stored.status, headers={REPLAYED_HEADER: "true"}
                 )
             response = handler(view, request, *args, **kwargs)
             if 200 <= response.status_code < 300:
@@ -76,4 +110,5 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
                 transaction.set_rollback(True)
         return response
 
-    return wrapped
+    # Added to whatever the view's own @extend_schema declares (either order of decorators).
+    return extend_schema(parameters=[KEY_PARAMETER, REPLAYED_PARAMETER])(wrapped)
