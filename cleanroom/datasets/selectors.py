@@ -6,6 +6,7 @@ uploads, decrypted for their own export.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -32,7 +33,7 @@ from cleanroom.queries.selectors import (
     privacy_loss_total,
     queries_touching,
 )
-from cleanroom.streaming import JsonBatch
+from cleanroom.streaming import arrow_rows_json
 from payouts.selectors import contributor_earnings, contributor_earnings_detail
 
 
@@ -195,18 +196,19 @@ def budget_of(dataset: Dataset) -> dict[str, str]:
 def contributor_records(*, contributor: Contributor) -> list[dict[str, Any]]:
     """The contributor's own uploads decrypted, for their export (Article 15/20) only."""
     return [
-        upload | {"records": [row for batch in upload["records"] for row in batch]}
+        upload | {"records": [row for text in upload["records"] for row in json.loads(f"[{text}]")]}
         for upload in contributor_records_stream(contributor=contributor)
     ]
 
 
-# Rows decoded to Python objects at a time while an export streams.
+# Rows encoded at a time while an export streams.
 EXPORT_BATCH_ROWS = 2048
 
 
 def contributor_records_stream(*, contributor: Contributor) -> Iterator[dict[str, Any]]:
     """`contributor_records` lazily: one upload decrypted at a time, its `records` a
-    generator of row batches, so an export of millions of rows holds one upload at most."""
+    generator of rows encoded as JSON in batches, so an export of millions of rows holds
+    one upload at most."""
     record = ContributorKey.objects.filter(contributor=contributor).first()
     if record is None or record.wrapped is None:
         return
@@ -227,13 +229,8 @@ def contributor_records_stream(*, contributor: Contributor) -> Iterator[dict[str
             "id": pk,
             "dataset": slug,
             "uploaded_at": created_at,
-            "records": _record_batches(table),
+            "records": arrow_rows_json(table, batch_rows=EXPORT_BATCH_ROWS),
         }
-
-
-def _record_batches(table: Any) -> Iterator[JsonBatch]:
-    for batch in table.to_batches(max_chunksize=EXPORT_BATCH_ROWS):
-        yield JsonBatch(batch.to_pylist())
 
 
 # ---------------------------------------------------------------- the contributor's view
