@@ -4,6 +4,7 @@
                          [--contributors 20000] [--rows 10] [--big-export-rows 200000]
                          [--web-workers 3] [--threads 4] [--worker-concurrency 2]
                          [--think 0] [--baseline-requests 300] [--keep-db]
+                         [--samples FILE]
 
 Everything runs on 127.0.0.1: a throwaway PostgreSQL database made like the test database
 (from DATABASE_URL), a throwaway var folder (pool segments) under /tmp, ``gunicorn
@@ -101,6 +102,7 @@ class Sample:
     ok: bool
     status: int
     detail: str = ""
+    at: float = 0.0  # when it was sent (time.perf_counter())
 
 
 @dataclass
@@ -138,6 +140,9 @@ def main(argv: list[str]) -> None:
     )
     parser.add_argument("--seed", type=int, default=20261202)
     parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument(
+        "--samples", type=Path, help="write every request (endpoint, start, seconds, status) as JSON"
+    )
     args = parser.parse_args(argv)
     if args.requests < 1 or args.duration <= 0 or args.clients < 1:
         parser.error("--requests, --duration and --clients must be positive")
@@ -439,6 +444,53 @@ def _rss_kib(pid: int, field_name: str = "VmRSS") -> int:
     return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_pids() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in {"postgres", "postmaster"}:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+class CpuAccount:
+    """Where the cores went during the run: CPU seconds per kind of process (a process
+    that exits during the run is missed, so the sums are lower bounds)."""
+
+    def __init__(self, roots: dict[str, int]) -> None:
+        self.roots = roots
+        self.start = self._read()
+
+    def _read(self) -> dict[tuple[str, int], float]:
+        seen: dict[tuple[str, int], float] = {}
+        for role, root in self.roots.items():
+            pids = [root] if role == "load client" else [root, *_children(root)]
+            for pid in pids:
+                seen[(role, pid)] = _cpu_seconds(pid)
+        for pid in _postgres_pids():
+            seen[("postgresql", pid)] = _cpu_seconds(pid)
+        return seen
+
+    def spent(self) -> dict[str, float]:
+        end = self._read()
+        totals: dict[str, float] = defaultdict(float)
+        for key, seconds in end.items():
+            totals[key[0]] += seconds - self.start.get(key, 0.0)
+        return dict(totals)
+
+
 class MemorySampler(threading.Thread):
     """Peak resident memory of every process of the servers and of this client.
 
@@ -575,7 +627,7 @@ async def _client_loop(
         except Exception as error:  # connection reset, timeout: an error, counted
             status, detail = 0, f"{type(error).__name__}: {error}"[:200]
         elapsed = time.perf_counter() - started
-        samples.append(Sample(endpoint, elapsed, status == expected, status, detail))
+        samples.append(Sample(endpoint, elapsed, status == expected, status, detail, started))
         if endpoint == "submit" and status == expected:
             world.query_ids.append(int(response.json()["id"]))
         if think:  # a person reading the answer before the next click (exponential)
@@ -809,6 +861,9 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
                     seed=args.seed + 1,
                 )
             )
+        cpu = CpuAccount(
+            {"gunicorn": servers.web.pid, "celery": servers.worker.pid, "load client": os.getpid()}
+        )
         samples, elapsed = asyncio.run(
             drive(
                 world,
@@ -819,11 +874,29 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
                 think=args.think,
             )
         )
+        spent = cpu.spent()
+        if args.samples:
+            origin = min((sample.at for sample in samples), default=0.0)
+            args.samples.write_text(
+                json.dumps(
+                    [
+                        [s.endpoint, round(s.at - origin, 4), round(s.seconds, 4), s.status]
+                        for s in samples
+                    ]
+                )
+            )
         problems, statuses = books_after()
         sampler.halt.set()
         sampler.join()
         sampler.sample()
         met = report(baseline, samples, elapsed, sampler.peaks, args)
+        print(
+            f"CPU during the run ({elapsed:.0f} s x {os.cpu_count()} cores = "
+            f"{elapsed * (os.cpu_count() or 1):.0f} core-seconds): "
+            + ", ".join(f"{role} {seconds:.0f} s" for role, seconds in sorted(spent.items()))
+            + f"; per request: web {1000 * spent.get('gunicorn', 0) / max(len(samples), 1):.1f} ms, "
+            f"PostgreSQL {1000 * spent.get('postgresql', 0) / max(len(samples), 1):.1f} ms"
+        )
         if any(not sample.ok for sample in [*baseline, *samples]):
             for name in ("web", "worker"):  # the scratch folder holding them goes at the end
                 print(f"--- {name} log (tail):\n{servers.log_tail(name)}")
