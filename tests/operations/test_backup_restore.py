@@ -88,8 +88,8 @@ def _pool(dataset: Any) -> tuple[list[int], pl.DataFrame]:
     from cleanroom.datasets.pool import pool_snapshot
 
     snapshot = pool_snapshot(dataset=Dataset.objects.get(slug=dataset.slug))
-    frame = snapshot.frame.collect().sort(["contributor_id", "age", "region", "income"])
-    return snapshot.members.tolist(), frame
+    frame = snapshot.frame.collect()
+    return snapshot.members.tolist(), frame.sort(frame.columns)  # every column: one order
 
 
 def _released(pk: int) -> bool:
@@ -150,27 +150,44 @@ def restored_database() -> Iterator[str]:
     _drop_database(name)
 
 
-def _restore_command(
-    source: Path, database: str, var_dir: Path, **env: str
+def _manage(
+    *arguments: str, database_url: str | None, var_dir: Path, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """`manage.py restore` as an operator runs it: another process, a new var folder, the
-    keys passed in from outside."""
+    """`manage.py <arguments>` as an operator runs it: another process with its own var
+    folder and database (None: DATABASE_URL unset, the SQLite file in the var folder), the
+    keys passed in from outside (this process's, unless `env` names others)."""
     environment = {
         **os.environ,
-        "DATABASE_URL": _database_url(database),
         "CLEANROOM_VAR_DIR": str(var_dir),
         "CLEANROOM_KEK": settings.CLEANROOM_KEK,
         "CLEANROOM_AUDIT_KEY_FILE": str(settings.CLEANROOM_AUDIT_KEY_FILE),
         **env,
     }
+    environment.pop("DATABASE_URL", None)
+    if database_url is not None:
+        environment["DATABASE_URL"] = database_url
     return subprocess.run(
-        [sys.executable, "manage.py", "restore", "--quiet", str(source)],
+        [sys.executable, "manage.py", *arguments],
         cwd=ROOT,
         env=environment,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+    )
+
+
+def _restore_command(
+    source: Path, database: str, var_dir: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`manage.py restore` into a new PostgreSQL database and a new var folder."""
+    return _manage(
+        "restore",
+        "--quiet",
+        str(source),
+        database_url=_database_url(database),
+        var_dir=var_dir,
+        **env,
     )
 
 
