@@ -142,7 +142,13 @@ class TopUpApi(APIView):
         amount = serializers.CharField(max_length=40, help_text="decimal string, e.g. '100.00'")
         currency = serializers.CharField(max_length=3, required=False)
         reference = serializers.CharField(
-            max_length=80, required=False, help_text="idempotency key of this top-up"
+            max_length=80,
+            required=False,
+            help_text=(
+                "the transfer's reference, unique in the organization: a top-up with a "
+                "reference already recorded for the same amount is that top-up; for another "
+                "amount it is refused (409)"
+            ),
         )
 
     class TopUpOutputSerializer(serializers.Serializer):
@@ -165,16 +171,15 @@ class TopUpApi(APIView):
                 "currency is a three-letter code such as 'EUR'.",
                 errors=[{"field": "currency", "message": "Three letters."}],
             )
-        reference = data.validated_data.get("reference") or request.headers.get(
-            "Idempotency-Key", ""
-        )
+        # `reference` names one transfer for the whole organization; a retry with the same
+        # Idempotency-Key is one user's and is answered by @idempotent before this line.
         organization = _organization(request)
         entry = services.topup_record(
             organization=organization,
             amount=amount,
             currency=currency,
             actor=request.user,
-            reference=str(reference)[:80],
+            reference=data.validated_data.get("reference") or "",
         )
         account = services.business_account(organization=organization, currency=currency)
         return Response(

@@ -102,20 +102,30 @@ def topup_record(
     currency: str | None = None,
     reference: str = "",
 ) -> JournalEntry:
-    """Credit a business balance from outside the system (idempotent on `reference`)."""
+    """Credit a business balance from outside the system, once per `reference`.
+
+    A reference already recorded for the same amount and currency is that top-up (nothing
+    is credited again); for another amount or currency it is refused, never ignored.
+    """
     currency = (currency or default_currency()).upper()
     if amount <= 0:
         raise ValidationFailed("amount must be greater than zero.")
     key = f"topup:{organization.pk}:{reference or uuid.uuid4().hex}"
+    account = business_account(organization=organization, currency=currency)
     entry, created = entry_post(
         key=key,
         kind=JournalEntry.Kind.TOP_UP,
         memo=f"top-up of organization {organization.pk}",
         lines=[
             Line(account_get(kind=Account.Kind.EXTERNAL_FUNDING, currency=currency), -amount),
-            Line(business_account(organization=organization, currency=currency), amount),
+            Line(account, amount),
         ],
     )
+    if not created and not entry.postings.filter(account=account, amount=amount).exists():
+        raise Conflict(
+            f"The reference {reference!r} was already used for another top-up of this "
+            "organization (a different amount or currency); nothing was credited."
+        )
     if created:
         audit_record(
             action="payouts.topup.recorded",

@@ -101,3 +101,48 @@ def test_top_up_without_amount_names_the_field(api: Any, business_user: Any) -> 
     response = api(business_user).post("/api/v1/billing/top-ups/", {}, format="json")
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "amount"
+
+
+def test_one_idempotency_key_from_two_users_of_an_organization_credits_both(
+    api: Any, business_user: Any
+) -> None:
+    """The header is one user's retry key, not the organization's transfer reference: a
+    colleague who happens to send the same key is a different top-up, credited."""
+    from cleanroom.accounts.services import account_create
+
+    colleague = account_create(
+        role="business", username="colleague", password="colleague-pass-1", organization="Acme"
+    )
+    long_key = "k" * 80
+    sends = [
+        (business_user, "1", "5.00"),
+        (colleague, "1", "7.00"),
+        (business_user, long_key + "a", "1.00"),
+        (business_user, long_key + "b", "2.00"),
+    ]
+    for user, key, amount in sends:
+        response = api(user).post(
+            "/api/v1/billing/top-ups/", {"amount": amount}, format="json", HTTP_IDEMPOTENCY_KEY=key
+        )
+        assert response.status_code == 201, response.json()
+        assert "Idempotent-Replayed" not in response
+    assert api(colleague).get("/api/v1/billing/").json()["balance"] == "15.000000"
+    assert JournalEntry.objects.filter(kind="top_up").count() == 4
+
+
+def test_a_transfer_reference_counts_once_and_refuses_another_amount(
+    api: Any, business_user: Any
+) -> None:
+    client = api(business_user)
+    body = {"amount": "5.00", "reference": "bank-2026-0042"}
+    assert client.post("/api/v1/billing/top-ups/", body, format="json").status_code == 201
+    again = client.post("/api/v1/billing/top-ups/", body, format="json")
+    assert again.status_code == 201 and again.json()["amount"] == "5.000000"
+    other = client.post(
+        "/api/v1/billing/top-ups/", {**body, "amount": "500.00"}, format="json"
+    )
+    assert other.status_code == 409
+    assert "bank-2026-0042" in other.json()["detail"]
+    assert client.get("/api/v1/billing/").json()["balance"] == "5.000000"
+    assert JournalEntry.objects.filter(kind="top_up").count() == 1
+    assert AuditEvent.objects.filter(action="payouts.topup.recorded").count() == 1
