@@ -50,7 +50,7 @@ def bars_svg(
         '<svg role="img" aria-label="charges per query, oldest left" viewBox="0 0 {} {}" '
         'width="100%" height="{}" preserveAspectRatio="xMinYMax meet">{}'
         '<line x1="0" y1="{}" x2="{}" y2="{}" stroke="#dde2ea"/></svg>'
-        '<p class="num" style="font-size:.8rem">largest: {} {}</p>',
+        '<p class="num chart-caption">largest: {} {}</p>',
         width,
         height,
         height,

@@ -1,9 +1,11 @@
-"""Security headers read from a live server, and templates the policy can serve (issue 11).
+"""Security headers read from a live server, and pages the policy can serve (issue 11).
 
-The Content-Security-Policy allows no inline script and no <style> element, forbids
-framing (frame-ancestors 'none'); Referrer-Policy, nosniff and X-Frame-Options come with
-it. Only the API docs pages (Swagger UI, ReDoc: inline styles, a blob: worker) get a
-wider policy, and no other origin.
+The portal's Content-Security-Policy has no 'unsafe-inline' at all: no inline script, no
+<style> element, no style attribute; it forbids framing (frame-ancestors 'none');
+Referrer-Policy, nosniff and X-Frame-Options come with it. Only the API docs pages
+(Swagger UI, ReDoc: inline styles, a blob: worker) get a wider policy, and no other origin.
+Every portal page, rendered for every role on the demo world, is checked for what the
+policy would refuse: a browser would drop it silently (a bar with no width).
 """
 
 from __future__ import annotations
@@ -11,10 +13,16 @@ from __future__ import annotations
 import re
 import urllib.error
 import urllib.request
+from html.parser import HTMLParser
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from cleanroom.middleware import CONTENT_SECURITY_POLICY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +56,8 @@ def test_every_response_carries_the_policy(live_server: Any, path: str, status: 
     assert policy["style-src"] == ["'self'"]
     assert policy["frame-ancestors"] == ["'none'"]
     assert policy["object-src"] == ["'none'"] and policy["base-uri"] == ["'none'"]
-    assert "'unsafe-inline'" not in headers["Content-Security-Policy"].split("style-src-attr")[0]
+    assert "'unsafe-inline'" not in headers["Content-Security-Policy"]
+    assert "style-src-attr" not in policy and "style-src-elem" not in policy
     assert headers["Referrer-Policy"] == "same-origin"
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["X-Content-Type-Options"] == "nosniff"
@@ -73,7 +82,7 @@ TEMPLATES = sorted(
 )
 
 
-def test_no_template_has_inline_script_or_style_elements() -> None:
+def test_no_template_has_inline_script_or_style() -> None:
     assert len(TEMPLATES) > 20
     offenders = []
     for path in TEMPLATES:
@@ -82,6 +91,100 @@ def test_no_template_has_inline_script_or_style_elements() -> None:
             offenders.append(f"{path.relative_to(ROOT)}: inline <script>")
         if re.search(r"<style\b", text):
             offenders.append(f"{path.relative_to(ROOT)}: <style> element")
+        if re.search(r"\sstyle\s*=", text):
+            offenders.append(f"{path.relative_to(ROOT)}: style attribute")
         if re.search(r"\son[a-z]+\s*=", text):
             offenders.append(f"{path.relative_to(ROOT)}: inline event handler")
     assert offenders == []
+
+
+class InlineStyles(HTMLParser):
+    """Collects the elements a policy without 'unsafe-inline' refuses to style."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "style":
+            self.found.append("<style> element")
+        self.found.extend(f'<{tag} style="{value}">' for name, value in attrs if name == "style")
+
+
+def inline_styles(html: str) -> list[str]:
+    parser = InlineStyles()
+    parser.feed(html)
+    parser.close()
+    return parser.found
+
+
+@pytest.fixture
+def demo_world(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The demo world (150 synthetic contributors), a query part-way through its run, and
+    the objects the browser tests' page list needs."""
+    from audit.models import AuditEvent
+    from cleanroom.accounts.models import Contributor, User
+    from cleanroom.queries import demo as queries_demo
+    from cleanroom.queries.models import Query
+
+    settings.VAR_DIR = tmp_path
+    monkeypatch.setenv("CLEANROOM_DEMO_POPULATION", "150")
+    call_command("seed_demo", stdout=StringIO(), stderr=StringIO())
+    acme_query = Query.objects.get(sql=queries_demo.README_HOUSEHOLDS)
+    contributor = (
+        Contributor.objects.exclude(user__username__startswith="demo-population-")
+        .order_by("pk")
+        .first()
+    )
+    assert contributor is not None
+    running = Query.objects.get(status="pending_approval")
+    Query.objects.filter(pk=running.pk).update(status="running", progress=40)
+    return {
+        "users": {
+            "contributor": contributor.user,
+            "acme": User.objects.get(username="acme"),
+            "globex": User.objects.get(username="globex"),
+            "compliance": User.objects.get(username="compliance"),
+        },
+        "acme_query": acme_query,
+        "globex_query": Query.objects.get(organization__name="Globex Research"),
+        "pending": running,
+        "event": AuditEvent.objects.filter(subject=f"query:{acme_query.pk}")
+        .order_by("seq")
+        .first(),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.slow
+def test_no_portal_page_renders_a_style_attribute_or_element(demo_world: dict[str, Any]) -> None:
+    """Every page of the browser tests' list, for every role (403 and 404 pages included),
+    and the query status fragment htmx polls: whatever the portal policy serves."""
+    from tests.browser.test_every_page import ROLES, pages
+
+    running = demo_world["pending"]
+    fragment = f"/queries/{running.pk}/status/"
+    paths = [page.path for page in pages(demo_world)]
+    checked = 0
+    offenders: list[str] = []
+    for role in ROLES:
+        client = Client()
+        if role != "anonymous":
+            client.force_login(demo_world["users"][role])
+        responses = [(path, client.get(path)) for path in paths]
+        responses.append((fragment, client.get(fragment, HTTP_HX_REQUEST="true")))
+        for path, response in responses:
+            if response.get("Content-Security-Policy") != CONTENT_SECURITY_POLICY:
+                continue  # the API docs pages, under their own policy
+            if not response["Content-Type"].startswith("text/html"):
+                continue
+            checked += 1
+            found = inline_styles(response.content.decode())
+            offenders.extend(f"{role} {path} ({response.status_code}): {f}" for f in found)
+    assert checked > 100
+    assert offenders == []
+    # The polled fragment still says how far the query is.
+    client = Client()
+    client.force_login(demo_world["users"]["acme"])
+    polled = client.get(fragment, HTTP_HX_REQUEST="true").content.decode()
+    assert 'role="progressbar"' in polled and 'aria-valuenow="40"' in polled
