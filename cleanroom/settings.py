@@ -199,6 +199,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=600)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=540)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# How much lower the worker's CPU priority is than the web's (cleanroom/celery.py).
+CLEANROOM_WORKER_NICE = env.int("CLEANROOM_WORKER_NICE", default=10)
 # Redis redelivers an unacknowledged task (its worker died) after the visibility timeout.
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,3 +97,26 @@ def test_approved_query_runs_and_duplicate_deliveries_run_it_once(
 
     assert Distribution.objects.filter(query_id=pk).count() == 1
     assert Query.objects.get(pk=pk).result == query.result
+
+
+def _niceness(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16])  # field 19 of proc(5): nice
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_worker_and_its_pool_run_below_the_web_tiers_cpu_priority(worker: Any) -> None:
+    """Query runs, compaction and erasure yield the CPU to requests people wait for."""
+    from django.conf import settings
+
+    assert worker.process is not None
+    main = worker.process.pid
+    pool = [
+        int(child)
+        for task in Path(f"/proc/{main}/task").glob("*/children")
+        for child in task.read_text().split()
+    ]
+    assert pool, "the worker has pool processes"
+    expected = min(os.nice(0) + settings.CLEANROOM_WORKER_NICE, 19)
+    assert settings.CLEANROOM_WORKER_NICE > 0
+    assert [_niceness(pid) for pid in [main, *pool]] == [expected] * (1 + len(pool))
