@@ -616,6 +616,8 @@ async def _client_loop(
     think: float = 0.0,
 ) -> None:
     rng = random.Random(seed * 1000 + index)
+    if think:  # people arrive over time: the first click, too, comes after a pause
+        await asyncio.sleep(rng.expovariate(1 / think))
     while budget["left"] > 0 and time.monotonic() < budget["deadline"]:
         budget["left"] -= 1
         endpoint, expected = _pick(rng)
