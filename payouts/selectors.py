@@ -65,11 +65,14 @@ def contributor_balance(*, contributor_pk: int, currency: str) -> int:
     pending = _containing(
         Distribution.objects.filter(currency=currency)
         .filter(Q(settlement__isnull=True) | Q(settlement_id__in=open_settlements - written))
-        .exclude(share=0)
-        .select_related("membership"),
+        .exclude(share=0),
         contributor_pk,
+    ).values_list("share", "membership_id", "membership__ranges")  # tuples: one per query
+    unsettled = sum(
+        share
+        for share, membership_pk, blob in pending
+        if ranges_contains(_ranges(membership_pk, bytes(blob)), contributor_pk)
     )
-    unsettled = sum(d.share for d in pending if _member(d, contributor_pk))
     return int(settled) + unsettled
 
 

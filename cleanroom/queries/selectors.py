@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from django.db.models import Q, QuerySet, Sum
@@ -105,14 +105,39 @@ def review_queue() -> QuerySet[Query]:
     )
 
 
-def _runs_touching(contributor: Contributor) -> list[QueryPool]:
+class _Run(NamedTuple):
+    """A run whose pool held the contributor: what their privacy loss and history show."""
+
+    created_at: datetime
+    query_id: int
+    epsilon: Decimal
+    delta: float | None
+    dataset: str
+    released_at: datetime | None
+    organization: str
+    status: str
+
+
+def _runs_touching(contributor: Contributor) -> list[_Run]:
+    # Plain tuples, not models: a contributor in every run reads one row per run here, on
+    # every visit to their page.
     pk = int(contributor.pk)
     candidates = (
-        QueryPool.objects.select_related("query", "query__dataset", "query__organization")
-        .filter(query__mechanism_ran=True, min_member__lte=pk, max_member__gte=pk)
+        QueryPool.objects.filter(query__mechanism_ran=True, min_member__lte=pk, max_member__gte=pk)
         .order_by("created_at", "pk")
+        .values_list(
+            "ranges",
+            "created_at",
+            "query_id",
+            "query__epsilon",
+            "query__delta",
+            "query__dataset__slug",
+            "query__released_at",
+            "query__organization__name",
+            "query__status",
+        )
     )
-    return [pool for pool in candidates if ranges_contain(bytes(pool.ranges), pk)]
+    return [_Run(*row[1:]) for row in candidates if ranges_contain(bytes(row[0]), pk)]
 
 
 def privacy_cap_effective(*, cap: Decimal | None, dataset: Dataset) -> Decimal | None:
@@ -134,12 +159,11 @@ def privacy_loss_for(
     epsilon: dict[str, Decimal] = defaultdict(Decimal)
     delta: dict[str, float] = defaultdict(float)
     recent: dict[str, Decimal] = defaultdict(Decimal)
-    for pool in _runs_touching(contributor):
-        slug = pool.query.dataset.slug
-        epsilon[slug] += pool.query.epsilon
-        delta[slug] += pool.query.delta or 0.0
-        if pool.created_at >= since:
-            recent[slug] += pool.query.epsilon
+    for run in _runs_touching(contributor):
+        epsilon[run.dataset] += run.epsilon
+        delta[run.dataset] += run.delta or 0.0
+        if run.created_at >= since:
+            recent[run.dataset] += run.epsilon
     caps: dict[str, Decimal | None] = {}
     for consent in Consent.objects.filter(
         contributor=contributor, withdrawn_at__isnull=True
@@ -213,20 +237,17 @@ def members_over_cap(
 
 def queries_touching(*, contributor: Contributor) -> list[dict[str, Any]]:
     """[{id, dataset, epsilon, released_at, organization, status}] for every run over them."""
-    out = []
-    for pool in _runs_touching(contributor):
-        query = pool.query
-        out.append(
-            {
-                "id": query.pk,
-                "dataset": query.dataset.slug,
-                "epsilon": float(query.epsilon),
-                "released_at": query.released_at,
-                "organization": query.organization.name,
-                "status": query.status,
-            }
-        )
-    return out
+    return [
+        {
+            "id": run.query_id,
+            "dataset": run.dataset,
+            "epsilon": float(run.epsilon),
+            "released_at": run.released_at,
+            "organization": run.organization,
+            "status": run.status,
+        }
+        for run in _runs_touching(contributor)
+    ]
 
 
 def budget_summary(*, dataset: Dataset) -> dict[str, Any]:
