@@ -74,7 +74,11 @@ class DatasetOutput(serializers.Serializer):
     terms_version = serializers.IntegerField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
-    consent = serializers.CharField(required=False, help_text="contributors: current/outdated/none")
+    consent = serializers.ChoiceField(
+        choices=["current", "outdated", "withdrawn", "none"],
+        required=False,
+        help_text="for contributors: their consent to this dataset",
+    )
 
 
 class DatasetListApi(APIView):

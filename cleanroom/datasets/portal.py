@@ -58,10 +58,6 @@ def _card(dataset: Any, request: HttpRequest) -> dict[str, Any]:
         card["consent"] = selectors.consent_status(
             contributor=_contributor(request), dataset=dataset
         )
-        if card["consent"] == "none" and selectors.consent_withdrawn(
-            contributor=_contributor(request), dataset=dataset
-        ):
-            card["consent"] = "withdrawn"
         # "Your rows are in the pool" only once they are: consented and holding rows.
         card["holds_rows"] = any(
             u["dataset"] == dataset.slug

@@ -110,21 +110,15 @@ def consent_is_current(*, contributor: Contributor, dataset: Dataset) -> bool:
 
 
 def consent_status(*, contributor: Contributor, dataset: Dataset) -> str:
-    """'current', 'outdated' (open consent to older terms) or 'none'."""
+    """'current', 'outdated' (open consent to older terms), 'withdrawn' (consented once,
+    withdrew, no open consent now) or 'none'."""
     consent = consent_open(contributor=contributor, dataset=dataset)
-    if consent is None:
-        return "none"
-    return "current" if consent.terms_version == dataset.terms_version else "outdated"
-
-
-def consent_withdrawn(*, contributor: Contributor, dataset: Dataset) -> bool:
-    """True if they consented once and withdrew (and have no open consent now)."""
-    return (
-        consent_open(contributor=contributor, dataset=dataset) is None
-        and Consent.objects.filter(
-            contributor=contributor, dataset=dataset, withdrawn_at__isnull=False
-        ).exists()
-    )
+    if consent is not None:
+        return "current" if consent.terms_version == dataset.terms_version else "outdated"
+    withdrawn = Consent.objects.filter(
+        contributor=contributor, dataset=dataset, withdrawn_at__isnull=False
+    ).exists()
+    return "withdrawn" if withdrawn else "none"
 
 
 def consent_history(*, contributor: Contributor) -> list[dict[str, Any]]:

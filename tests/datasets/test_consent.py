@@ -50,13 +50,19 @@ def test_consenting_twice_changes_nothing(api: Any, dataset: Any, contributor: A
 
 def test_withdrawal_closes_the_consent(api: Any, dataset: Any, contributor: Any) -> None:
     client = api(contributor.user)
+    detail = "/api/v1/datasets/households/"
+    assert client.get(detail).json()["consent"] == "none"
     client.post(URL)
+    assert client.get(detail).json()["consent"] == "current"
 
     response = client.delete(URL)
 
     assert response.status_code == 200
     assert response.json()["withdrawn_at"] is not None
     assert Consent.objects.get().withdrawn_at is not None
+    # The API says what the portal says: withdrawn, not "none" (never consented).
+    assert client.get(detail).json()["consent"] == "withdrawn"
+    assert [d["consent"] for d in client.get("/api/v1/datasets/").json()] == ["withdrawn"]
     event = AuditEvent.objects.get(action="cleanroom.consent.withdrawn")
     assert event.payload == {"terms_version": 1}
     # Withdrawing again: nothing to withdraw, nothing changes.
