@@ -138,6 +138,8 @@ class QueryPool(models.Model):
     ranges = models.BinaryField()
     min_member = models.BigIntegerField(null=True)
     max_member = models.BigIntegerField(null=True)
+    # Members left out because this run would take them past their personal privacy cap.
+    excluded_at_cap = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -944,11 +944,14 @@ def _run(query_id: int, attempt: int) -> None:
                 ranges=ranges_encode(members),
                 min_member=int(members.min()) if members.size else None,
                 max_member=int(members.max()) if members.size else None,
+                excluded_at_cap=int(over_cap.size),
             )
+            excluded_at_cap = int(over_cap.size)
         else:
-            snapshot = _recovered_pool(query_id, attempt, dataset, snapshot)
-            if snapshot is None:
+            recovered = _recovered_pool(query_id, attempt, dataset, snapshot)
+            if recovered is None:
                 return
+            snapshot, excluded_at_cap = recovered
     crash_point("queries.execute.after_charge")
     try:
         release = dp.mechanism_release(mechanism=mechanism, frame=snapshot.frame)
@@ -973,7 +976,7 @@ def _run(query_id: int, attempt: int) -> None:
         "epsilon": float(_cost(mechanism)),
         "delta": float(_delta_cost(mechanism)),
         "privacy_unit": dp.PRIVACY_UNIT,
-        "excluded_at_cap": int(over_cap.size),
+        "excluded_at_cap": excluded_at_cap,
         "threshold": mechanism.threshold,
         "pool_size": int(snapshot.size),
     }
@@ -999,10 +1002,13 @@ def _run(query_id: int, attempt: int) -> None:
     crash_point("queries.execute.after_release")
 
 
-def _recovered_pool(query_id: int, attempt: int, dataset: Dataset, snapshot: Any) -> Any:
+def _recovered_pool(
+    query_id: int, attempt: int, dataset: Dataset, snapshot: Any
+) -> tuple[Any, int] | None:
     """The pool for a run that recovers a release lost with its worker (the charge was
     taken by an earlier attempt): the members recorded with that charge who are still in
-    the pool, never anyone else (they were not charged). None after failing the query."""
+    the pool, never anyone else (they were not charged), and how many that charge left out
+    at their cap. None after failing the query."""
     from cleanroom.datasets.pool import pool_without
 
     state = BudgetCharge.objects.filter(query_id=query_id).values_list("state", flat=True).first()
@@ -1025,7 +1031,7 @@ def _recovered_pool(query_id: int, attempt: int, dataset: Dataset, snapshot: Any
         )
         return None
     Query.objects.filter(pk=query_id).update(progress=60, updated_at=timezone.now())
-    return snapshot
+    return snapshot, pool.excluded_at_cap
 
 
 def _prepare(query_id: int, attempt: int) -> tuple[Dataset, dp.Mechanism, Any] | None:

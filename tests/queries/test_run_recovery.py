@@ -261,3 +261,26 @@ def test_a_running_query_records_a_heartbeat(
     first, later = seen
     assert first is not None and later is not None
     assert (later - first).total_seconds() >= 0.5
+
+
+def test_recovered_run_reports_the_members_its_charge_left_out_at_their_cap(
+    pool_dataset: Any,
+    business_user: Any,
+    api: Any,
+    make_contributor: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The charge excluded one member at their cap; the recovered release says so too."""
+    pool_dataset(contributors=7)
+    capped = make_contributor("did:example:households-2")  # a member, consenting anew
+    response = api(capped.user).post(
+        "/api/v1/datasets/households/consent/", {"privacy_cap": {"epsilon": "0.1"}}, format="json"
+    )
+    assert response.status_code in (200, 201), response.json()
+    pk = _run_killed_after_charge(api, business_user, monkeypatch)
+    assert QueryPool.objects.get(query_id=pk).excluded_at_cap == 1
+    _silence(pk)
+    assert query_execute(query_id=pk, attempt=1) is None
+    query = Query.objects.get(pk=pk)
+    assert (query.status, query.attempt) == ("released", 2), query.error
+    assert (query.result["pool_size"], query.result["excluded_at_cap"]) == (6, 1)
