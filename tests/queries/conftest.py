@@ -105,3 +105,31 @@ def budget_state(dataset: Any) -> tuple[Any, int, int]:
         BudgetCharge.objects.filter(dataset=dataset).count(),
         Query.objects.filter(dataset=dataset).count(),
     )
+
+
+def submit_until_the_worker_dies(
+    *, api: Any, user: Any, worker: Any, plan: Any, point: str, marker: Any
+) -> int:
+    """Arm the worker's crash `point` (its plan file), submit a grouped count and wait until
+    the worker has killed itself there; the query's pk. The caller restarts the worker."""
+    import json
+
+    from tests.conftest import wait_for
+
+    plan.write_text(json.dumps({"at": point, "scope": "worker", "marker": str(marker)}))
+    pk = int(
+        api(user)
+        .post(
+            "/api/v1/queries/",
+            {"dataset": "households", "sql": KILLED_SQL, "epsilon": 0.5},
+            format="json",
+        )
+        .json()["id"]
+    )
+    wait_for(marker.exists, 60, f"the crash at {point}", worker)
+    assert worker.process is not None
+    worker.process.wait(timeout=30)
+    return pk
+
+
+KILLED_SQL = "SELECT region, COUNT(*) AS n FROM households GROUP BY region"

@@ -7,7 +7,6 @@ that same charge by the attempt that takes the silent query over (issue 11, defe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,9 @@ from payouts.reconcile import ledger_reconcile
 from tests.conftest import WorkerProcess
 from tests.conftest import restore_unacked as _restore_unacked
 from tests.conftest import wait_for as _wait
+from tests.queries.conftest import submit_until_the_worker_dies
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
-
-SQL = "SELECT region, COUNT(*) AS n FROM households GROUP BY region"
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +73,10 @@ def test_killed_worker_charges_once_and_releases_once(
         worker.start()
     dataset = pool_dataset()
     marker = tmp_path / "crashed"
-    plan.write_text(json.dumps({"at": point, "scope": "worker", "marker": str(marker)}))
     try:
-        pk = (
-            api(business_user)
-            .post(
-                "/api/v1/queries/",
-                {"dataset": "households", "sql": SQL, "epsilon": 0.5},
-                format="json",
-            )
-            .json()["id"]
+        pk = submit_until_the_worker_dies(
+            api=api, user=business_user, worker=worker, plan=plan, point=point, marker=marker
         )
-        _wait(marker.exists, 60, f"the crash at {point}", worker)
-        assert worker.process is not None
-        worker.process.wait(timeout=30)
         _restore_unacked()
         worker.start()
         _wait(

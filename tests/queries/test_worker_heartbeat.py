@@ -9,7 +9,6 @@ released, charged once, well within a minute of the kill (issue 11, defect 6).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +21,9 @@ from cleanroom.queries.models import BudgetCharge, Query, QueryPool
 from payouts.reconcile import ledger_reconcile
 from tests.conftest import WorkerProcess
 from tests.conftest import wait_for as _wait
+from tests.queries.conftest import submit_until_the_worker_dies
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
-
-SQL = "SELECT region, COUNT(*) AS n FROM households GROUP BY region"
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +57,10 @@ def test_query_of_a_killed_worker_is_released_within_a_minute(
     pool_dataset()
     marker = tmp_path / "crashed"
     point = "queries.execute.after_charge"
-    plan.write_text(json.dumps({"at": point, "scope": "worker", "marker": str(marker)}))
     try:
-        pk = (
-            api(business_user)
-            .post(
-                "/api/v1/queries/",
-                {"dataset": "households", "sql": SQL, "epsilon": 0.5},
-                format="json",
-            )
-            .json()["id"]
+        pk = submit_until_the_worker_dies(
+            api=api, user=business_user, worker=worker, plan=plan, point=point, marker=marker
         )
-        _wait(marker.exists, 60, f"the crash at {point}", worker)
-        assert worker.process is not None
-        worker.process.wait(timeout=30)
         killed_at = time.monotonic()
         worker.start()  # no restore_unacked: the message stays with the dead worker
         _wait(
