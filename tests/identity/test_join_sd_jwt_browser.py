@@ -3,6 +3,7 @@ openid4vp:// link, disclosing only the age predicate, and this browser is signed
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import httpx
@@ -59,3 +60,44 @@ def test_join_with_an_sd_jwt_wallet_disclosing_only_an_age_predicate(page, live_
     assert contributor.did == jose.did_jwk(wallet.holder_jwk)
     kept = ContributorCredential.objects.get()
     assert (kept.credential_type, kept.issuer_did) == (PID_VCT, issuer.sd_jwt_issuer)
+
+
+def test_the_installed_wallet_command_answers_the_join_link(page, live_server, settings, tmp_path):
+    """The same journey with the `cleanroom-wallet` program people run (a separate process,
+    its own key file), not the library: init, import, then `present` the link the page shows."""
+    import os
+    import shutil
+    import subprocess
+
+    program = shutil.which("cleanroom-wallet")
+    assert program, "the project installs the cleanroom-wallet command"
+    settings.CLEANROOM_ORIGIN = live_server.url
+    issuer = Issuer.generate(name="PID issuer")
+    services.trusted_issuer_create(did=issuer.sd_jwt_issuer, name="PID issuer", vcts=[PID_VCT], actor=None)
+    env = {**os.environ, "CLEANROOM_WALLET_PASSPHRASE": "correct horse battery staple"}
+    home = str(tmp_path / "wallet")
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [program, "--wallet", home, *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("init")
+    holder_jwk = json.loads(run("jwk"))
+    credential = tmp_path / "pid.txt"
+    credential.write_text(
+        issuer.issue_sd_jwt(holder_jwk=holder_jwk, given_name="Ada", birthdate=date(1988, 3, 9))
+    )
+    assert f"Imported credential 1: {PID_VCT}" in run("import", str(credential))
+
+    page.goto("/join/")
+    link = page.locator("#wallet-link").get_attribute("href")
+    assert link.startswith("openid4vp://authorize?")
+    printed = run("present", link)
+    assert "Verified" in printed, printed
+
+    page.wait_for_url(live_server.url + "/my-data/", timeout=15_000)
+    assert page.locator(".role").inner_text() == "contributor"
+    assert Contributor.objects.get().did == jose.did_jwk(holder_jwk)
