@@ -303,6 +303,7 @@ class SettlementsApi(APIView):
         )
 
     @extend_schema(request=None, responses={202: QueuedOutput})
+    @idempotent
     def post(self, request: Request) -> Response:
         """Settle now (on demand): queued for a worker, like the periodic run."""
         from payouts.tasks import settlement_run

@@ -242,6 +242,7 @@ class QueryApproveApi(APIView):
     permission_classes = [IsCompliance]
 
     @extend_schema(request=ReviewInput, responses=QueryOutput)
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         serializer = ReviewInput(data=request.data if isinstance(request.data, dict) else {})
         serializer.is_valid(raise_exception=True)
@@ -255,6 +256,7 @@ class QueryRejectApi(APIView):
     permission_classes = [IsCompliance]
 
     @extend_schema(request=ReviewInput, responses=QueryOutput)
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         serializer = ReviewInput(data=request.data if isinstance(request.data, dict) else {})
         serializer.is_valid(raise_exception=True)

@@ -1,4 +1,5 @@
-"""Idempotency-Key on uploads, top-ups and query submissions (issue 11, defect 7).
+"""Idempotency-Key on uploads, top-ups, query submissions, reviews and settlement runs
+(issue 11, defect 7: every money or budget write).
 
 A repeat with the same key and body replays the first answer (same status and body) and
 does nothing twice; the same key with another body is a 409 that changes nothing; a
@@ -135,3 +136,41 @@ def test_concurrent_repeats_of_a_top_up_credit_once(business_user: Any, api: Any
     assert sum(a.has_header("Idempotent-Replayed") for a in answers) == 7
     summary = api(business_user).get("/api/v1/billing/").json()
     assert summary["balance"] == "25.000000"
+
+
+@pytest.mark.django_db
+def test_a_retried_review_replays_its_answer_instead_of_a_conflict(
+    pool_dataset: Any, business_user: Any, compliance_user: Any, api: Any
+) -> None:
+    """Approving (or rejecting) moves budget: a retry after a lost answer gets that answer."""
+    pool_dataset(policy={"auto_approve": False})
+    business = api(business_user)
+    body = {"dataset": "households", "sql": SQL_GROUPED, "epsilon": "0.5"}
+    first_pk = post(business, "/api/v1/queries/", body, None).json()["id"]
+    second_pk = post(business, "/api/v1/queries/", body, None).json()["id"]
+    officer = api(compliance_user)
+    for pk, action, status in ((first_pk, "approve", "queued"), (second_pk, "reject", "rejected")):
+        path = f"/api/v1/queries/{pk}/{action}/"
+        first = post(officer, path, {"reason": "reviewed"}, f"review-{pk}")
+        again = post(officer, path, {"reason": "reviewed"}, f"review-{pk}")
+        assert first.status_code == again.status_code == 200, again.json()
+        assert again.json() == first.json() and again.json()["status"] == status
+        assert again["Idempotent-Replayed"] == "true"
+        # Without the key the same retry is refused: the query is no longer pending.
+        assert post(officer, path, {"reason": "reviewed"}, None).status_code == 409
+    assert sorted(Query.objects.values_list("status", flat=True)) == ["queued", "rejected"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retried_settlement_request_queues_one_run(
+    compliance_user: Any, api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from payouts import tasks
+
+    queued: list[Any] = []
+    monkeypatch.setattr(tasks.settlement_run, "delay", lambda **kwargs: queued.append(kwargs))
+    officer = api(compliance_user)
+    answers = [post(officer, "/api/v1/payouts/settlements/", {}, "settle-dec") for _ in range(2)]
+    assert [a.status_code for a in answers] == [202, 202]
+    assert answers[1]["Idempotent-Replayed"] == "true"
+    assert queued == [{"requested_by": compliance_user.pk}]
