@@ -65,6 +65,11 @@ def client_tag(address: str) -> str:
     return "client:" + hmac.new(key, address.encode(), hashlib.sha256).hexdigest()[:16]
 
 
+def _now() -> float:
+    """The clock windows are counted on (tests hold it mid-window)."""
+    return time.time()
+
+
 def _key(limit: Limit, subject: str, now: float) -> tuple[str, int]:
     digest = hashlib.sha256(f"{limit.scope}\0{subject}".encode()).hexdigest()[:32]
     window = int(now // limit.window)
@@ -74,14 +79,14 @@ def _key(limit: Limit, subject: str, now: float) -> tuple[str, int]:
 
 def throttle_wait(limit: Limit, subject: str) -> int:
     """Seconds until `subject` may try again under `limit`; 0 if it may now."""
-    key, retry_after = _key(limit, subject, time.time())
+    key, retry_after = _key(limit, subject, _now())
     return retry_after if int(cache.get(key) or 0) >= limit.attempts else 0
 
 
 def throttle_hit(limit: Limit, subject: str) -> int:
     """Count one attempt; returns the count in this window (limit.attempts + 1 and above
     are refused by `throttle_wait`)."""
-    key, _ = _key(limit, subject, time.time())
+    key, _ = _key(limit, subject, _now())
     cache.add(key, 0, timeout=limit.window + 1)
     try:
         return int(cache.incr(key))
@@ -92,7 +97,7 @@ def throttle_hit(limit: Limit, subject: str) -> int:
 
 def throttle_first_refusal(limit: Limit, subject: str) -> bool:
     """True once per window, for the first refused attempt: when a lockout begins."""
-    key, _ = _key(limit, subject, time.time())
+    key, _ = _key(limit, subject, _now())
     return bool(cache.add(key + ":locked", 1, timeout=limit.window + 1))
 
 

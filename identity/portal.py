@@ -14,6 +14,7 @@ import qrcode.image.svg
 from django.contrib import messages
 from django.contrib.auth import login
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -21,9 +22,10 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from cleanroom.errors import DomainError
+from cleanroom.throttling import PRESENTATION_REQUESTS_PER_CLIENT, Throttled, throttle_request
 from identity import publications, selectors, services
 from identity.models import PresentationRequest
-from portal.access import roles
+from portal.access import error_page, roles
 
 SESSION_KEY = "identity_join_requests"
 
@@ -36,7 +38,14 @@ def qr_svg(data: str) -> str:
 
 
 @require_GET
-def join(request: HttpRequest) -> HttpResponse:
+def join(request: HttpRequest) -> HttpResponseBase:
+    # Every visit stores a request and its nonce: the API's per-client limit (one counter).
+    try:
+        throttle_request(request, PRESENTATION_REQUESTS_PER_CLIENT)
+    except Throttled as refused:
+        response = error_page(request, 429, "Too many sign-in attempts", refused.detail)
+        response["Retry-After"] = str(refused.retry_after)
+        return response
     presentation_request = services.presentation_request_create()
     started = [*request.session.get(SESSION_KEY, []), str(presentation_request.pk)][-5:]
     request.session[SESSION_KEY] = started

@@ -23,6 +23,16 @@ TOKEN = "/api/v1/auth/token/"
 ATTACKER, OWNER = "203.0.113.7", "198.51.100.20"
 
 
+@pytest.fixture(autouse=True)
+def clock_mid_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows are fixed: a test running across a window's edge would see its counters
+    reset halfway (about one run in a hundred). The limiter's clock stands mid-window,
+    30 s into a minute and 330 s into ten minutes."""
+    import cleanroom.throttling
+
+    monkeypatch.setattr(cleanroom.throttling, "_now", lambda: 600.0 * 3_000_000 + 330)
+
+
 @pytest.fixture(params=["locmem", "redis"])
 def cache_backend(request: Any, settings: Any) -> str:
     if request.param == "redis":
@@ -134,3 +144,24 @@ def test_anonymous_presentation_requests_are_limited_per_address(cache_backend: 
     )
     assert other.status_code == 201
     assert AuditEvent.objects.filter(action="cleanroom.throttle.locked").count() == 1
+
+
+@pytest.mark.django_db
+def test_the_join_page_counts_against_the_same_limit(cache_backend: str) -> None:
+    """Each visit to /join/ stores a presentation request: the page and the API share one
+    counter per address, so neither is a way around the other."""
+    from identity.models import PresentationRequest
+
+    browser = Client(REMOTE_ADDR=ATTACKER)
+    api = APIClient(REMOTE_ADDR=ATTACKER)
+    for _ in range(15):
+        assert browser.get("/join/").status_code == 200
+        assert api.post("/api/v1/identity/presentation-requests/", {}, format="json").status_code == 201
+    stored = PresentationRequest.objects.count()
+    assert stored == 30
+    refused = browser.get("/join/")
+    assert refused.status_code == 429 and b"Too many" in refused.content
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert api.post("/api/v1/identity/presentation-requests/", {}, format="json").status_code == 429
+    assert PresentationRequest.objects.count() == stored
+    assert Client(REMOTE_ADDR=OWNER).get("/join/").status_code == 200
