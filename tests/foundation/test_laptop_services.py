@@ -118,3 +118,23 @@ def test_sqlite_and_another_machines_address_are_left_alone(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""
+
+
+def test_without_pg_dump_on_path_the_wheels_client_tools_are_offered(tmp_path: Path) -> None:
+    """The backup drill runs pg_dump and pg_restore: on a machine without them, scripts/test
+    adds the PostgreSQL wheel's bin directory to PATH (it prints nothing where they exist)."""
+    import shutil
+
+    if shutil.which("pg_dump") is not None:
+        assert services("client-bin", cwd=tmp_path).stdout == ""
+    bare = tmp_path / "bin"  # a PATH holding only this Python
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    offered = services("client-bin", cwd=tmp_path, PATH=str(bare))
+    assert offered.returncode == 0, offered.stderr
+    client_bin = Path(offered.stdout.strip())
+    assert (client_bin / "pg_dump").is_file() and (client_bin / "pg_restore").is_file()
+    version = subprocess.run(
+        [str(client_bin / "pg_dump"), "--version"], capture_output=True, text=True, timeout=30
+    )
+    assert version.returncode == 0 and "pg_dump (PostgreSQL)" in version.stdout
