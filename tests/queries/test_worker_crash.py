@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from audit.models import AuditEvent
+from audit.selectors import log_verify
 from cleanroom.queries.models import BudgetCharge, Query, QueryPool
 from payouts.reconcile import ledger_reconcile
 from tests.conftest import WorkerProcess
@@ -106,3 +107,5 @@ def test_killed_worker_charges_once_and_releases_once(
     )
     report = ledger_reconcile()
     assert report.ok, report.problems
+    audit = log_verify()  # the audit log too: nothing half-written by the killed run
+    assert audit.ok, (audit.first_bad_entry, audit.reason)
