@@ -75,6 +75,55 @@ def test_api_docs_load_nothing_from_another_origin(live_server: Any) -> None:
         assert policy["frame-ancestors"] == ["'none'"]
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("production", [False, True])
+def test_sign_in_cookies_are_http_only_same_site_and_secure_in_production(
+    live_server: Any, settings: Any, compliance_user: Any, production: bool
+) -> None:
+    """Read off a live sign-in: the session cookie is HttpOnly and SameSite=Lax, both
+    cookies are Secure when production sets SESSION_COOKIE_SECURE / CSRF_COOKIE_SECURE
+    (docker/compose.yaml does), and the CSRF cookie is SameSite=Lax."""
+    import http.cookiejar
+    import urllib.parse
+
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = production
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    with opener.open(live_server.url + "/sign-in/", timeout=30) as page:
+        html = page.read().decode()
+        set_cookies = page.headers.get_all("Set-Cookie") or []
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert token is not None
+    csrf = next(c for c in set_cookies if c.startswith("csrftoken="))
+    cookie = csrf.split(";", 1)[0]
+    form = urllib.parse.urlencode(
+        {"username": "officer", "password": "officer-pass-1", "csrfmiddlewaretoken": token[1]}
+    ).encode()
+    request = urllib.request.Request(
+        live_server.url + "/sign-in/",
+        data=form,
+        headers={"Cookie": cookie, "Referer": live_server.url + "/sign-in/"},
+    )
+    no_redirects = urllib.request.build_opener(NoRedirect)
+    try:
+        no_redirects.open(request, timeout=30)
+        raise AssertionError("a signed-in browser is sent on")
+    except urllib.error.HTTPError as answer:
+        assert answer.code == 302
+        session = next(c for c in answer.headers.get_all("Set-Cookie") if c.startswith("sessionid="))
+    flags = {part.strip().lower() for part in session.split(";")[1:]}
+    assert "httponly" in flags and "samesite=lax" in flags
+    assert ("secure" in flags) is production
+    csrf_flags = {part.strip().lower() for part in csrf.split(";")[1:]}
+    assert "samesite=lax" in csrf_flags and ("secure" in csrf_flags) is production
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 TEMPLATES = sorted(
     path
     for folder in ("cleanroom", "audit", "payouts", "identity", "portal")
