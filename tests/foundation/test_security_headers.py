@@ -14,12 +14,10 @@ import re
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
 from django.test import Client
 
 from cleanroom.middleware import CONTENT_SECURITY_POLICY
@@ -171,37 +169,16 @@ def inline_styles(html: str) -> list[str]:
 def demo_world(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The demo world (150 synthetic contributors), a query part-way through its run, and
     the objects the browser tests' page list needs."""
-    from audit.models import AuditEvent
-    from cleanroom.accounts.models import Contributor, User
-    from cleanroom.queries import demo as queries_demo
     from cleanroom.queries.models import Query
+    from tests.browser.test_every_page import _demo_objects, _seed
 
     settings.VAR_DIR = tmp_path
     monkeypatch.setenv("CLEANROOM_DEMO_POPULATION", "150")
-    call_command("seed_demo", stdout=StringIO(), stderr=StringIO())
-    acme_query = Query.objects.get(sql=queries_demo.README_HOUSEHOLDS)
-    contributor = (
-        Contributor.objects.exclude(user__username__startswith="demo-population-")
-        .order_by("pk")
-        .first()
-    )
-    assert contributor is not None
-    running = Query.objects.get(status="pending_approval")
+    _seed()
+    world = _demo_objects()  # the same objects the page list names
+    running = world["pending"]
     Query.objects.filter(pk=running.pk).update(status="running", progress=40)
-    return {
-        "users": {
-            "contributor": contributor.user,
-            "acme": User.objects.get(username="acme"),
-            "globex": User.objects.get(username="globex"),
-            "compliance": User.objects.get(username="compliance"),
-        },
-        "acme_query": acme_query,
-        "globex_query": Query.objects.get(organization__name="Globex Research"),
-        "pending": running,
-        "event": AuditEvent.objects.filter(subject=f"query:{acme_query.pk}")
-        .order_by("seq")
-        .first(),
-    }
+    return world
 
 
 @pytest.mark.django_db
