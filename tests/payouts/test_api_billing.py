@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from audit.models import AuditEvent
-from payouts.models import JournalEntry
+from payouts.models import Account, JournalEntry
 from payouts.services import query_charge
 from tests.payouts.conftest import members
 
@@ -143,6 +143,11 @@ def test_a_transfer_reference_counts_once_and_refuses_another_amount(
     )
     assert other.status_code == 409
     assert "bank-2026-0042" in other.json()["detail"]
+    other_currency = client.post(
+        "/api/v1/billing/top-ups/", {**body, "currency": "USD"}, format="json"
+    )
+    assert other_currency.status_code == 409
+    assert not Account.objects.filter(currency="USD", kind=Account.Kind.BUSINESS).exists()
     assert client.get("/api/v1/billing/").json()["balance"] == "5.000000"
     assert JournalEntry.objects.filter(kind="top_up").count() == 1
     assert AuditEvent.objects.filter(action="payouts.topup.recorded").count() == 1
